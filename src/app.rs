@@ -1,0 +1,185 @@
+//! Start-up and the server's life: open the store, check the secret key, create the demo
+//! client on first start, load clients, serve until shutdown, then drain.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clients::SecretBox;
+use crate::config::{Settings, StoreSettings};
+use crate::realtime::{Hub, Limits};
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::{demo, http};
+
+/// Shared state of a running server; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+/// What `AppState` holds.
+pub struct StateInner {
+    pub settings: Settings,
+    pub store: Arc<dyn Store>,
+    pub keys: SecretBox,
+    pub registry: Registry,
+    pub hub: Hub,
+    pub limits: Arc<Limits>,
+    /// Cancelled when the server starts draining.
+    pub shutdown: CancellationToken,
+    /// Socket and answer tasks, awaited (up to the grace period) on shutdown.
+    pub tasks: TaskTracker,
+    /// Visitor messages whose answer is being produced right now (by seq).
+    pub answering: Mutex<HashSet<i64>>,
+    ready: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Whether the server is serving and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.shutdown.is_cancelled()
+    }
+}
+
+/// Opens the store and checks (or, on first use, records) the secret key's fingerprint.
+pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<(Arc<dyn Store>, SecretBox)> {
+    let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+    if !postgres {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    }
+    let keys = match (&settings.secret_key, postgres) {
+        (Some(text), _) => SecretBox::from_text(text)?,
+        (None, true) => anyhow::bail!(
+            "AIA_SECRET_KEY is required with PostgreSQL (every node must share it); generate one with: openssl rand -hex 32"
+        ),
+        (None, false) => SecretBox::load_or_create(&settings.data_dir)?,
+    };
+    let store = crate::store::open(settings.database_url.as_deref(), &settings.data_dir)
+        .await
+        .context("opening the database")?;
+    let expected = store.meta_init("secret_key_fingerprint", keys.fingerprint()).await?;
+    keys.check(&expected)?;
+    Ok((store, keys))
+}
+
+/// A built server, ready to run on a listener.
+pub struct App {
+    state: AppState,
+    started: Instant,
+}
+
+impl App {
+    /// Opens the store, prepares the demo client if asked, and loads every client.
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let started = Instant::now();
+        let (store, keys) = open_store(&settings.store).await?;
+        if settings.demo {
+            demo::ensure(store.as_ref(), &keys, settings.public_url.as_ref()).await?;
+        }
+        let registry = Registry::default();
+        registry.sync(store.as_ref()).await?;
+        let state = AppState {
+            inner: Arc::new(StateInner {
+                limits: Limits::new(settings.limits),
+                settings,
+                store,
+                keys,
+                registry,
+                hub: Hub::default(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                answering: Mutex::new(HashSet::new()),
+                ready: AtomicBool::new(false),
+            }),
+        };
+        Ok(App { state, started })
+    }
+
+    /// The shared state (tests use it to reach the store).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting, tells sockets to
+    /// reconnect, lets writes finish within the grace period, and returns.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state;
+        let background = spawn_background(&state);
+        let router = http::router(state.clone());
+        let token = state.shutdown.clone();
+        let addr = listener.local_addr()?;
+        state.ready.store(true, Ordering::Relaxed);
+        tracing::info!(%addr, ready_ms = self.started.elapsed().as_millis() as u64, "aia-chat is ready");
+        let drain = token.clone();
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = shutdown => {},
+                    _ = drain.cancelled() => {},
+                }
+                drain.cancel();
+            });
+        server.await?;
+        tracing::info!("draining: sockets told to reconnect, finishing writes");
+        state.tasks.close();
+        if tokio::time::timeout(state.settings.shutdown_grace, state.tasks.wait()).await.is_err() {
+            tracing::warn!("shutdown grace period ended with tasks still running");
+        }
+        background.abort();
+        Ok(())
+    }
+}
+
+fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.settings.reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            match state.registry.sync(state.store.as_ref()).await {
+                Ok(changed) if !changed.is_empty() => {
+                    tracing::info!(clients = ?changed, "client settings or knowledge reloaded")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checking clients for changes failed"),
+            }
+            n += 1;
+            if n.is_multiple_of(120) {
+                state.limits.tidy();
+            }
+        }
+    })
+}
+
+/// Binds the listener with a backlog deep enough for a burst of new connections.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(8192)?;
+    TcpListener::from_std(socket.into())
+}

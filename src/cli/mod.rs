@@ -1,0 +1,100 @@
+//! The `aia-chat` command line: `serve`, `client …` and `ask`. Every flag can also come from
+//! an `AIA_…` environment variable and the TOML file given with `--config`.
+
+mod ask;
+mod client;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ServeArgs, StoreArgs};
+
+/// Self-hosted AI chat assistant for websites.
+#[derive(Debug, Parser)]
+#[command(name = "aia-chat", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// List, show, add and configure clients (websites) in the server's database.
+    Client {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: client::ClientCommand,
+    },
+    /// Ask a question over the WebSocket exactly as the widget does, and print the reply.
+    Ask(ask::AskArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tantivy=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Parses the arguments and runs the command; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                init_logging();
+                serve(args).await.map(|_| ExitCode::SUCCESS)
+            }
+            Command::Client { store, command } => client::run(&store, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Ask(args) => Ok(ask::run(args).await),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    let listener = crate::app::bind(settings.addr).map_err(|e| anyhow::anyhow!("binding {}: {e}", settings.addr))?;
+    let addr = listener.local_addr()?;
+    let open = settings.public_url.as_ref().map_or_else(
+        || {
+            format!(
+                "http://{}:{}",
+                if addr.ip().is_unspecified() { "localhost".into() } else { addr.ip().to_string() },
+                addr.port()
+            )
+        },
+        |u| u.as_str().trim_end_matches('/').to_string(),
+    );
+    let app = crate::App::build(settings).await?;
+    if app.state().registry.get(crate::demo::UID).is_some() {
+        tracing::info!("open {open} to chat with the demo assistant");
+    }
+    app.run(listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}

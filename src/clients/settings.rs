@@ -1,0 +1,177 @@
+//! The one settings table. Every client setting is declared here once with its type, default,
+//! validation, admin group and whether it is a secret; `docs/settings.md` mirrors it (a test
+//! keeps them in step), and everything that shows, exports or logs settings reads `secret` here.
+
+/// How a setting's value is checked and normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `#rgb` or `#rrggbb`.
+    Color,
+    /// One of the listed values.
+    Select(&'static [&'static str]),
+    /// An http(s) URL the server sends requests to (checked against the upstream policy).
+    UpstreamUrl,
+    /// A public http(s) or ws(s) URL that visitors' browsers connect to.
+    PublicUrl,
+    /// Hosts the widget may run on (see `origin`).
+    DomainList,
+    /// Comma-separated ids.
+    IdList,
+    /// One line of text up to `max` characters.
+    Text { max: usize },
+    /// Free text over several lines up to `max` characters.
+    Multiline { max: usize },
+    /// An integer in a range.
+    Int { min: i64, max: i64 },
+    /// A write-only secret.
+    Secret,
+}
+
+/// The admin panel's groups, in the product's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    General,
+    Model,
+    Training,
+    Operator,
+    Tasks,
+}
+
+impl Group {
+    /// Display name of the group.
+    pub fn label(self) -> &'static str {
+        match self {
+            Group::General => "General",
+            Group::Model => "AI model",
+            Group::Training => "Training data",
+            Group::Operator => "Operator (Chatwoot)",
+            Group::Tasks => "Tasks (Trello)",
+        }
+    }
+}
+
+/// One row of the settings table.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingDef {
+    pub key: &'static str,
+    pub kind: Kind,
+    /// The effective value when nothing is stored ("" means unset).
+    pub default: &'static str,
+    pub group: Group,
+    /// For secrets: the URL setting whose host the secret is sent to. Changing that host
+    /// clears the secret unless it is given again in the same change.
+    pub follows: Option<&'static str>,
+    pub help: &'static str,
+}
+
+impl SettingDef {
+    /// Whether the value is write-only and encrypted at rest.
+    pub fn secret(&self) -> bool {
+        self.kind == Kind::Secret
+    }
+}
+
+/// The positions a launcher can take.
+pub const POSITIONS: &[&str] = &["bottom-right", "bottom-left", "top-right", "top-left"];
+
+const fn def(key: &'static str, kind: Kind, default: &'static str, group: Group, help: &'static str) -> SettingDef {
+    SettingDef { key, kind, default, group, follows: None, help }
+}
+
+const fn secret(key: &'static str, group: Group, follows: &'static str, help: &'static str) -> SettingDef {
+    SettingDef { key, kind: Kind::Secret, default: "", group, follows: Some(follows), help }
+}
+
+/// Every client setting, in admin-panel order.
+pub const SETTINGS: &[SettingDef] = &[
+    def("bot_name", Kind::Text { max: 60 }, "Assistant", Group::General, "Name shown in the chat header."),
+    def(
+        "greeting",
+        Kind::Text { max: 500 },
+        "Hi! How can I help you today?",
+        Group::General,
+        "First message shown when the chat opens.",
+    ),
+    def(
+        "language",
+        Kind::Text { max: 16 },
+        "en",
+        Group::General,
+        "Language of the knowledge base (stemming), e.g. en, de, fr.",
+    ),
+    def(
+        "contact_text",
+        Kind::Text { max: 500 },
+        "Please contact the shop directly and we will help you.",
+        Group::General,
+        "Offered when the assistant has no answer and no operator is configured.",
+    ),
+    def("button_color", Kind::Color, "#000000", Group::General, "Launcher button color."),
+    def("bg_color", Kind::Color, "#ffffff", Group::General, "Chat panel background color."),
+    def("position", Kind::Select(POSITIONS), "bottom-right", Group::General, "Corner of the launcher."),
+    def(
+        "allowed_domains",
+        Kind::DomainList,
+        "",
+        Group::General,
+        "Hosts the widget and its socket work on; empty accepts no browser origin.",
+    ),
+    def(
+        "socket_url",
+        Kind::PublicUrl,
+        "",
+        Group::General,
+        "Public URL of this server as browsers reach it (defaults to --public-url).",
+    ),
+    def("model_type", Kind::Text { max: 100 }, "gpt-4o-mini", Group::Model, "Model id of the provider."),
+    secret("model_token", Group::Model, "model_url", "API token of the model provider."),
+    def("model_url", Kind::UpstreamUrl, "", Group::Model, "OpenAI-compatible API URL; empty means OpenAI."),
+    def(
+        "graphql_query",
+        Kind::Multiline { max: 20_000 },
+        "",
+        Group::Training,
+        "Raw GraphQL query returning FAQ entries.",
+    ),
+    def(
+        "graphql_url",
+        Kind::UpstreamUrl,
+        "",
+        Group::Training,
+        "GraphQL API URL of the training source; empty means none.",
+    ),
+    def("chunk_size", Kind::Int { min: 1, max: 10_000 }, "100", Group::Training, "Entries fetched per training batch."),
+    secret("operator_token", Group::Operator, "operator_url", "Chatwoot access token."),
+    def("operator_url", Kind::UpstreamUrl, "", Group::Operator, "Chatwoot URL."),
+    def(
+        "operator_account_id",
+        Kind::Int { min: 1, max: i64::MAX },
+        "",
+        Group::Operator,
+        "Chatwoot account id (optional).",
+    ),
+    def("operator_inbox_id", Kind::Int { min: 1, max: i64::MAX }, "", Group::Operator, "Chatwoot inbox id (optional)."),
+    def("tasks_provider", Kind::Select(&["trello"]), "trello", Group::Tasks, "Task provider."),
+    secret("trello_key", Group::Tasks, "trello_api_url", "Trello API key."),
+    secret("trello_token", Group::Tasks, "trello_api_url", "Trello API token."),
+    def(
+        "trello_api_url",
+        Kind::UpstreamUrl,
+        "https://api.trello.com/1",
+        Group::Tasks,
+        "Trello API base URL (advanced: a proxy may stand in).",
+    ),
+    def("trello_board_id", Kind::Text { max: 200 }, "", Group::Tasks, "Trello board id."),
+    def("trello_list_id", Kind::Text { max: 64 }, "", Group::Tasks, "Trello list id new cards go to."),
+    def("trello_label_ids", Kind::IdList, "", Group::Tasks, "Label ids added to every card."),
+];
+
+/// Looks a setting up by key.
+pub fn find(key: &str) -> Option<&'static SettingDef> {
+    SETTINGS.iter().find(|d| d.key == key)
+}
+
+/// Secrets bound to the URL setting `url_key`.
+pub fn secrets_following(url_key: &str) -> impl Iterator<Item = &'static SettingDef> + '_ {
+    SETTINGS.iter().filter(move |d| d.follows == Some(url_key))
+}

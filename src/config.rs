@@ -1,0 +1,227 @@
+//! Server settings, layered: built-in defaults, then an optional TOML file (`--config`), then
+//! environment variables (`AIA_…`) and flags, which win. Nothing here knows HTTP or SQL.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::clients::UpstreamPolicy;
+use crate::realtime::LimitSettings;
+
+/// Options shared by every command that opens the database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// Directory for the SQLite database and the secret key.
+    #[arg(long, env = "AIA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (postgres://… for several nodes; default: SQLite in the data directory).
+    #[arg(long, env = "AIA_DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// TOML file with any of these options (flags and environment win).
+    #[arg(long, env = "AIA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also refuse private and loopback upstream URLs (multi-tenant hosting).
+    #[arg(long, env = "AIA_DENY_PRIVATE_UPSTREAMS")]
+    pub deny_private_upstreams: bool,
+}
+
+/// Options of `aia-chat serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on [default: 0.0.0.0:3015].
+    #[arg(long, env = "AIA_ADDR", value_name = "ADDR")]
+    pub addr: Option<SocketAddr>,
+    /// Public base URL of this server as browsers reach it (for connect codes and socket URLs).
+    #[arg(long, env = "AIA_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<url::Url>,
+    /// Don't create the demo client on first start (production).
+    #[arg(long, env = "AIA_NO_DEMO")]
+    pub no_demo: bool,
+    /// How long to let writes finish on SIGTERM, e.g. 10s or 500ms [default: 10s].
+    #[arg(long, env = "AIA_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+    /// Proxies whose X-Forwarded-For is believed (CIDR list).
+    #[arg(long, env = "AIA_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',', num_args = 1..)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Visitor messages per session per minute [default: 60, burst 10].
+    #[arg(long, env = "AIA_MESSAGES_PER_MINUTE")]
+    pub messages_per_minute: Option<u32>,
+    /// Open sockets per IP [default: 64].
+    #[arg(long, env = "AIA_SOCKETS_PER_IP")]
+    pub sockets_per_ip: Option<u32>,
+    /// New sessions per IP per minute [default: 30].
+    #[arg(long, env = "AIA_SESSIONS_PER_MINUTE")]
+    pub sessions_per_minute: Option<u32>,
+}
+
+/// The TOML file: the same options, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<url::Url>,
+    no_demo: Option<bool>,
+    shutdown_grace: Option<String>,
+    trusted_proxies: Option<Vec<IpNet>>,
+    deny_private_upstreams: Option<bool>,
+    messages_per_minute: Option<u32>,
+    sockets_per_ip: Option<u32>,
+    sessions_per_minute: Option<u32>,
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 10s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("'{s}': unknown unit (use ms, s or m)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Where the store lives and how upstream URLs are policed: what `serve` and the CLI share.
+#[derive(Clone)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub upstream: UpstreamPolicy,
+    /// `AIA_SECRET_KEY`, if given (never printed).
+    pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("data_dir", &self.data_dir)
+            .field("database", &if self.database_url.is_some() { "url (redacted)" } else { "sqlite in data dir" })
+            .field("upstream", &self.upstream)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub store: StoreSettings,
+    pub addr: SocketAddr,
+    pub public_url: Option<url::Url>,
+    pub demo: bool,
+    pub shutdown_grace: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub limits: LimitSettings,
+    /// How often the server checks the store for changed clients.
+    pub reload_interval: Duration,
+}
+
+impl StoreArgs {
+    fn resolve(&self, file: &FileConfig) -> StoreSettings {
+        StoreSettings {
+            data_dir: self
+                .data_dir
+                .clone()
+                .or_else(|| file.data_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("./aia-data")),
+            database_url: self.database_url.clone().or_else(|| file.database_url.clone()),
+            upstream: UpstreamPolicy {
+                deny_private: self.deny_private_upstreams || file.deny_private_upstreams.unwrap_or(false),
+            },
+            secret_key: std::env::var("AIA_SECRET_KEY").ok().filter(|k| !k.trim().is_empty()),
+        }
+    }
+
+    /// Resolves the store settings for CLI commands.
+    pub fn settings(&self) -> anyhow::Result<StoreSettings> {
+        Ok(self.resolve(&read_file(self.config.as_deref())?))
+    }
+}
+
+impl ServeArgs {
+    /// Resolves flags, environment and the TOML file into settings.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let file = read_file(self.store.config.as_deref())?;
+        let defaults = LimitSettings::default();
+        let shutdown_grace = match (self.shutdown_grace, &file.shutdown_grace) {
+            (Some(d), _) => d,
+            (None, Some(text)) => parse_duration(text).map_err(anyhow::Error::msg)?,
+            (None, None) => Duration::from_secs(10),
+        };
+        Ok(Settings {
+            store: self.store.resolve(&file),
+            addr: self.addr.or(file.addr).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3015))),
+            public_url: self.public_url.clone().or(file.public_url),
+            demo: !(self.no_demo || file.no_demo.unwrap_or(false)),
+            shutdown_grace,
+            trusted_proxies: if self.trusted_proxies.is_empty() {
+                file.trusted_proxies.unwrap_or_default()
+            } else {
+                self.trusted_proxies.clone()
+            },
+            limits: LimitSettings {
+                messages_per_minute: self
+                    .messages_per_minute
+                    .or(file.messages_per_minute)
+                    .unwrap_or(defaults.messages_per_minute),
+                message_burst: defaults.message_burst,
+                sockets_per_ip: self.sockets_per_ip.or(file.sockets_per_ip).unwrap_or(defaults.sockets_per_ip),
+                sessions_per_minute: self
+                    .sessions_per_minute
+                    .or(file.sessions_per_minute)
+                    .unwrap_or(defaults.sessions_per_minute),
+            },
+            reload_interval: Duration::from_millis(500),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aia.toml");
+        std::fs::write(
+            &path,
+            "addr = \"127.0.0.1:4000\"\nno_demo = true\nshutdown_grace = \"2s\"\nsockets_per_ip = 5\n",
+        )
+        .unwrap();
+        let mut args =
+            ServeArgs { store: StoreArgs { config: Some(path), ..Default::default() }, ..Default::default() };
+        let s = args.settings().unwrap();
+        assert_eq!(s.addr.port(), 4000);
+        assert!(!s.demo);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(2));
+        assert_eq!(s.limits.sockets_per_ip, 5);
+        args.addr = Some("127.0.0.1:5000".parse().unwrap());
+        assert_eq!(args.settings().unwrap().addr.port(), 5000);
+    }
+}

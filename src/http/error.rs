@@ -1,0 +1,72 @@
+//! The one HTTP error type: a status, a stable machine-readable code and a message. 5xx
+//! bodies never carry internal details; those are logged once, here.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to an HTTP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a public message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+
+    /// `client_required`: no clientUid given.
+    pub fn client_required() -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "client_required", "The clientUid query parameter is required.")
+    }
+
+    /// `unknown_client`.
+    pub fn unknown_client() -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "unknown_client", "No chat client with this clientUid exists on this server.")
+    }
+
+    /// `origin_required`: no Origin header.
+    pub fn origin_required() -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, "origin_required", "An Origin header is required.")
+    }
+
+    /// `forbidden_origin`.
+    pub fn forbidden_origin() -> ApiError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "This website is not in the chat client's allowed domains (allowed_domains).",
+        )
+    }
+
+    /// `rate_limited`.
+    pub fn rate_limited() -> ApiError {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many connections from this address; try again later.",
+        )
+    }
+
+    /// `shutting_down`.
+    pub fn shutting_down() -> ApiError {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "The server is restarting; try again in a moment.")
+    }
+
+    /// `internal`, logging the cause once.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}

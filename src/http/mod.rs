@@ -1,0 +1,77 @@
+//! HTTP: the one place that lists every route, plus request helpers shared by handlers
+//! (which client a request is for, whether its origin may use it, the peer's address).
+
+mod error;
+mod pages;
+mod public;
+mod socket;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, header};
+use axum::routing::get;
+
+pub use error::ApiError;
+
+use crate::app::AppState;
+use crate::registry::ClientRuntime;
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::demo))
+        .route("/healthz", get(pages::healthz))
+        .route("/readyz", get(pages::readyz))
+        .route("/js/ChatBot.js", get(pages::widget))
+        .route("/api/data/ai_chat_bot", get(public::config).options(public::preflight))
+        .route("/ws", get(socket::upgrade))
+        .with_state(state)
+}
+
+/// The client named by `clientUid` whose allowed domains include the request's `Origin`.
+fn allowed_client(state: &AppState, uid: Option<&str>, headers: &HeaderMap) -> Result<Arc<ClientRuntime>, ApiError> {
+    let uid = uid.filter(|u| !u.is_empty()).ok_or_else(ApiError::client_required)?;
+    let client = state.registry.get(uid).ok_or_else(ApiError::unknown_client)?;
+    let origin = origin(headers).ok_or_else(ApiError::origin_required)?;
+    if !client.origins.allows(origin) {
+        return Err(ApiError::forbidden_origin());
+    }
+    Ok(client)
+}
+
+fn origin(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
+/// The visitor's address: the peer, or the last untrusted hop of `X-Forwarded-For` when the
+/// peer is a trusted proxy.
+fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let trusted = |ip: &IpAddr| state.settings.trusted_proxies.iter().any(|net| net.contains(ip));
+    let peer_ip = peer.ip().to_canonical();
+    if !trusted(&peer_ip) {
+        return peer_ip;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.into_iter().rev().find(|ip| !trusted(ip)).unwrap_or(peer_ip)
+}
+
+/// The public base URL: `--public-url`, else the request's Host over http.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.settings.public_url {
+        return url.as_str().trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
+        .unwrap_or("localhost:3015");
+    format!("http://{host}")
+}

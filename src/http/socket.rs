@@ -1,0 +1,358 @@
+//! `GET /ws`: the visitor's WebSocket. The handshake checks client, origin and the per-IP
+//! socket limit before upgrading; then one task per socket reads frames, answers this socket
+//! directly (welcome, ack, errors) and relays session events from the hub. A visitor message
+//! is stored before it is acknowledged, and answered by a tracked task so shutdown can let
+//! the write finish.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{ApiError, allowed_client, client_ip};
+use crate::app::AppState;
+use crate::assistant::{self, Confidence, Persona};
+use crate::ids::{conversation_id, now_ms, session_token, token_hash};
+use crate::realtime::hub::{Membership, Outbox, SOCKET_QUEUE};
+use crate::realtime::limits::SocketPermit;
+use crate::realtime::protocol::{
+    self, BotView, ClientFrame, ErrorCode, HISTORY_PAGE, MAX_FRAME, MAX_TEXT_FRAME, MessageView, ServerFrame,
+    error_frame,
+};
+use crate::registry::ClientRuntime;
+use crate::store::{Inserted, Message, NewMessage, Role};
+
+/// How long a socket may stay open without saying hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Query of the socket URL.
+#[derive(Debug, Deserialize)]
+pub struct SocketQuery {
+    #[serde(rename = "clientUid")]
+    client_uid: Option<String>,
+}
+
+/// `GET /ws?clientUid=UID`: refuses before the upgrade, or hands the socket to its task.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Query(q): Query<SocketQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if state.shutdown.is_cancelled() {
+        return ApiError::shutting_down().into_response();
+    }
+    let client = match allowed_client(&state, q.client_uid.as_deref(), &headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let ip = client_ip(&state, peer, &headers);
+    let Some(permit) = state.limits.socket(ip) else {
+        return ApiError::rate_limited().into_response();
+    };
+    let tasks = state.tasks.clone();
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
+        .on_upgrade(move |socket| {
+            let conn = Conn { state, uid: client.row.uid.clone(), client, ip, session: None, outbox: None };
+            tasks.track_future(run(socket, conn, permit))
+        })
+}
+
+struct Joined {
+    id: i64,
+    _membership: Membership,
+}
+
+struct Conn {
+    state: AppState,
+    uid: String,
+    client: Arc<ClientRuntime>,
+    ip: IpAddr,
+    session: Option<Joined>,
+    outbox: Option<Outbox>,
+}
+
+/// What handling one inbound frame asks the socket loop to do.
+#[derive(Default)]
+struct Outcome {
+    frames: Vec<Arc<str>>,
+    close: Option<(u16, &'static str)>,
+}
+
+impl Outcome {
+    fn frame(frame: Arc<str>) -> Outcome {
+        Outcome { frames: vec![frame], close: None }
+    }
+
+    fn error(code: ErrorCode, id: Option<&str>) -> Outcome {
+        Outcome::frame(error_frame(code, id))
+    }
+}
+
+enum Step {
+    Inbound(Option<Result<WsMessage, axum::Error>>),
+    Deliver(Arc<str>),
+    Dropped,
+    Drain,
+    HelloTimeout,
+}
+
+async fn send(ws: &mut WebSocket, frame: &str) -> bool {
+    ws.send(WsMessage::Text(frame.into())).await.is_ok()
+}
+
+async fn close(ws: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = ws.send(WsMessage::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+fn frame_too_big(err: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    err.into_inner().downcast::<WsError>().is_ok_and(|e| matches!(*e, WsError::Capacity(_)))
+}
+
+async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
+    let (tx, mut rx) = mpsc::channel(SOCKET_QUEUE);
+    conn.outbox = Some(tx);
+    let shutdown = conn.state.shutdown.clone();
+    let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
+    tokio::pin!(hello_deadline);
+    loop {
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Step::Drain,
+            out = rx.recv(), if conn.outbox.is_none() => out.map_or(Step::Dropped, Step::Deliver),
+            inbound = ws.recv() => Step::Inbound(inbound),
+            _ = &mut hello_deadline, if conn.session.is_none() => Step::HelloTimeout,
+        };
+        match step {
+            Step::Deliver(frame) => {
+                if !send(&mut ws, &frame).await {
+                    return;
+                }
+            }
+            Step::Inbound(None) => return,
+            Step::Inbound(Some(Err(e))) => {
+                if frame_too_big(e) {
+                    close(&mut ws, close_code::SIZE, "frame larger than 64 KiB").await;
+                }
+                return;
+            }
+            Step::Inbound(Some(Ok(message))) => {
+                let outcome = match message {
+                    WsMessage::Text(text) if text.len() > MAX_TEXT_FRAME => Outcome::error(ErrorCode::TooLarge, None),
+                    WsMessage::Text(text) => Box::pin(conn.handle(text.as_str())).await,
+                    WsMessage::Binary(_) => Outcome::error(ErrorCode::BinaryUnsupported, None),
+                    WsMessage::Close(_) => return,
+                    WsMessage::Ping(_) | WsMessage::Pong(_) => Outcome::default(),
+                };
+                for frame in &outcome.frames {
+                    if !send(&mut ws, frame).await {
+                        return;
+                    }
+                }
+                if let Some((code, reason)) = outcome.close {
+                    close(&mut ws, code, reason).await;
+                    return;
+                }
+            }
+            Step::Dropped => {
+                let frame = ServerFrame::Reconnect { reason: "too_slow", after_ms: 0 }.encode();
+                send(&mut ws, &frame).await;
+                close(&mut ws, close_code::AGAIN, "too slow; reconnect to catch up").await;
+                return;
+            }
+            Step::Drain => {
+                let frame = ServerFrame::Reconnect { reason: "shutdown", after_ms: 1000 }.encode();
+                send(&mut ws, &frame).await;
+                close(&mut ws, close_code::AWAY, "server restarting").await;
+                return;
+            }
+            Step::HelloTimeout => {
+                close(&mut ws, close_code::POLICY, "no hello").await;
+                return;
+            }
+        }
+    }
+}
+
+impl Conn {
+    async fn handle(&mut self, text: &str) -> Outcome {
+        let frame = match protocol::parse(text) {
+            Ok(frame) => frame,
+            Err(code) => return Outcome::error(code, None),
+        };
+        match frame {
+            ClientFrame::Ping => Outcome::frame(ServerFrame::Pong.encode()),
+            ClientFrame::Hello { v, session } => self.hello(v, session).await,
+            ClientFrame::Message { id, text } => self.message(id, text).await,
+            ClientFrame::History { before, limit } => self.history(before, limit).await,
+        }
+    }
+
+    async fn hello(&mut self, v: u32, token: Option<String>) -> Outcome {
+        if self.session.is_some() {
+            return Outcome::error(ErrorCode::AlreadyHello, None);
+        }
+        if v != protocol::VERSION {
+            let mut out = Outcome::error(ErrorCode::UnsupportedVersion, None);
+            out.close = Some((close_code::POLICY, "unsupported protocol version"));
+            return out;
+        }
+        let store = self.state.store.clone();
+        let client_id = self.client.row.id;
+        let found = match token.as_deref().filter(|t| t.len() <= 128) {
+            Some(t) => match store.session_find(client_id, &token_hash(t)).await {
+                Ok(found) => found.map(|row| (row, t.to_string())),
+                Err(e) => return internal(&e, None),
+            },
+            None => None,
+        };
+        let resumed = found.is_some();
+        let (row, token) = match found {
+            Some(found) => found,
+            None => {
+                if !self.state.limits.new_session(self.ip) {
+                    return Outcome::error(ErrorCode::RateLimited, None);
+                }
+                let token = session_token();
+                match store.session_create(client_id, &token_hash(&token), &conversation_id(), now_ms()).await {
+                    Ok(row) => (row, token),
+                    Err(e) => return internal(&e, None),
+                }
+            }
+        };
+        // Join before reading history: an event in between arrives twice (the widget
+        // dedupes by seq) rather than never.
+        let outbox = self.outbox.take().expect("outbox is kept until hello");
+        let membership = self.state.hub.join(row.id, outbox);
+        self.session = Some(Joined { id: row.id, _membership: membership });
+        let (history, has_more) = match store.messages_page(row.id, None, HISTORY_PAGE).await {
+            Ok(page) => page,
+            Err(e) => return internal(&e, None),
+        };
+        let s = &self.client.settings;
+        Outcome::frame(
+            ServerFrame::Welcome {
+                v: protocol::VERSION,
+                session: &token,
+                conversation_id: &row.conversation_id,
+                resumed,
+                bot: BotView { name: s.get("bot_name"), greeting: s.get("greeting") },
+                history: history.iter().map(MessageView::from).collect(),
+                has_more,
+            }
+            .encode(),
+        )
+    }
+
+    async fn message(&mut self, id: String, text: String) -> Outcome {
+        let Some(session) = self.session.as_ref().map(|s| s.id) else {
+            return Outcome::error(ErrorCode::HelloRequired, None);
+        };
+        if !protocol::valid_client_id(&id) {
+            return Outcome::error(ErrorCode::InvalidId, None);
+        }
+        let text = match protocol::clean_text(&text) {
+            Ok(t) => t,
+            Err(code) => return Outcome::error(code, Some(&id)),
+        };
+        if !self.state.limits.message(session) {
+            return Outcome::error(ErrorCode::RateLimited, Some(&id));
+        }
+        let new = NewMessage {
+            session_id: session,
+            role: Role::Visitor,
+            text,
+            client_msg_id: Some(id.clone()),
+            reply_to: None,
+            source: None,
+            entry_id: None,
+            created_at: now_ms(),
+        };
+        let state = &self.state;
+        match state.store.message_insert(&new).await {
+            Ok(Inserted::New(stored)) => {
+                let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
+                state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
+                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored));
+                Outcome::frame(ack)
+            }
+            Ok(Inserted::Duplicate(stored)) => {
+                let unanswered = matches!(state.store.reply_to(session, stored.seq).await, Ok(None));
+                let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
+                if unanswered && stored.role == Role::Visitor {
+                    state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored));
+                }
+                Outcome::frame(ack)
+            }
+            Err(e) => internal(&e, Some(&id)),
+        }
+    }
+
+    async fn history(&mut self, before: i64, limit: Option<u32>) -> Outcome {
+        let Some(session) = self.session.as_ref().map(|s| s.id) else {
+            return Outcome::error(ErrorCode::HelloRequired, None);
+        };
+        let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_PAGE);
+        match self.state.store.messages_page(session, Some(before), limit).await {
+            Ok((messages, has_more)) => Outcome::frame(
+                ServerFrame::History { messages: messages.iter().map(MessageView::from).collect(), has_more }.encode(),
+            ),
+            Err(e) => internal(&e, None),
+        }
+    }
+}
+
+fn internal(err: &dyn std::fmt::Display, id: Option<&str>) -> Outcome {
+    tracing::error!(error = %err, "socket request failed");
+    Outcome::error(ErrorCode::Internal, id)
+}
+
+/// Answers one stored visitor message, stores the answer, then delivers it to the session.
+/// At most one answer task runs per message, and a stored answer is never produced twice.
+async fn answer(state: AppState, uid: String, visitor: Message) {
+    if !state.answering.lock().expect("answering lock").insert(visitor.seq) {
+        return;
+    }
+    let result = async {
+        if state.store.reply_to(visitor.session_id, visitor.seq).await?.is_some() {
+            return Ok(());
+        }
+        let Some(client) = state.registry.get(&uid) else { return Ok(()) };
+        let persona = Persona { contact_text: client.settings.get("contact_text") };
+        let reply = assistant::answer(&client.knowledge, persona, Confidence::default(), &visitor.text);
+        let stored = state
+            .store
+            .message_insert(&NewMessage {
+                session_id: visitor.session_id,
+                role: Role::Assistant,
+                text: reply.text,
+                client_msg_id: None,
+                reply_to: Some(visitor.seq),
+                source: Some(reply.source.as_str().to_string()),
+                entry_id: reply.entry_id,
+                created_at: now_ms(),
+            })
+            .await?;
+        if let Inserted::New(m) = stored {
+            state.hub.send(visitor.session_id, &ServerFrame::Message { message: (&m).into() }.encode());
+        }
+        Ok::<(), crate::store::StoreError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, session = visitor.session_id, "answering failed; the visitor may resend");
+    }
+    state.answering.lock().expect("answering lock").remove(&visitor.seq);
+}

@@ -1,0 +1,37 @@
+//! aia-chat: a self-hosted AI chat assistant for websites.
+//!
+//! Layout (one module, one job):
+//! - [`config`]: server settings from flags, `AIA_…` environment and a TOML file.
+//! - [`clients`]: a client's settings table, validation, origins, secrets at rest.
+//! - [`store`]: persistence behind one trait (SQLite or PostgreSQL).
+//! - [`knowledge`]: FAQ entries and their full-text index.
+//! - [`assistant`]: the per-message brain (today: the built-in answerer).
+//! - [`realtime`]: the frame protocol, the session hub and abuse limits.
+//! - [`registry`]: the running server's view of its clients, rebuilt on change.
+//! - [`http`]: every route, and the mapping of typed errors to responses.
+//! - [`app`]: start-up, serving and draining; [`cli`]: the `aia-chat` commands.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod assistant;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod ids;
+pub mod knowledge;
+pub mod realtime;
+pub mod registry;
+pub mod store;
+
+pub use app::{App, AppState};
+
+/// Runs a server on `listener` with `settings` until `shutdown` resolves, then drains.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    settings: config::Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    App::build(settings).await?.run(listener, shutdown).await
+}

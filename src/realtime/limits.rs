@@ -1,0 +1,98 @@
+//! Abuse limits with documented defaults: messages per session per minute, open sockets per
+//! IP, and new sessions per IP per minute. Per process; several nodes share them via Redis
+//! in the [scale] work.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// The configured limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub messages_per_minute: u32,
+    pub message_burst: u32,
+    pub sockets_per_ip: u32,
+    pub sessions_per_minute: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings { messages_per_minute: 60, message_burst: 10, sockets_per_ip: 64, sessions_per_minute: 30 }
+    }
+}
+
+/// Live limiter state.
+pub struct Limits {
+    settings: LimitSettings,
+    messages: DefaultKeyedRateLimiter<i64>,
+    sessions: DefaultKeyedRateLimiter<IpAddr>,
+    sockets: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// An open-socket slot for one IP, released on drop.
+pub struct SocketPermit {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+}
+
+impl Drop for SocketPermit {
+    fn drop(&mut self) {
+        let mut sockets = self.limits.sockets.lock().expect("limits lock");
+        if let Some(n) = sockets.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                sockets.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).expect("max(1) is non-zero")
+}
+
+impl Limits {
+    /// Builds the limiters.
+    pub fn new(settings: LimitSettings) -> Arc<Limits> {
+        Arc::new(Limits {
+            settings,
+            messages: RateLimiter::keyed(
+                Quota::per_minute(nz(settings.messages_per_minute)).allow_burst(nz(settings.message_burst)),
+            ),
+            sessions: RateLimiter::keyed(Quota::per_minute(nz(settings.sessions_per_minute))),
+            sockets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes an open-socket slot for `ip`, or `None` when it has too many.
+    pub fn socket(self: &Arc<Self>, ip: IpAddr) -> Option<SocketPermit> {
+        let mut sockets = self.sockets.lock().expect("limits lock");
+        let n = sockets.entry(ip).or_insert(0);
+        if *n >= self.settings.sockets_per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(SocketPermit { limits: self.clone(), ip })
+    }
+
+    /// Whether `ip` may start another session now.
+    pub fn new_session(&self, ip: IpAddr) -> bool {
+        self.sessions.check_key(&ip).is_ok()
+    }
+
+    /// Whether `session` may send another message now.
+    pub fn message(&self, session: i64) -> bool {
+        self.messages.check_key(&session).is_ok()
+    }
+
+    /// Forgets limiter state that has fully recovered (called periodically).
+    pub fn tidy(&self) {
+        self.messages.retain_recent();
+        self.sessions.retain_recent();
+        self.messages.shrink_to_fit();
+        self.sessions.shrink_to_fit();
+    }
+}

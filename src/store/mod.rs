@@ -1,0 +1,200 @@
+//! Persistence behind one narrow interface. The backend (SQLite or PostgreSQL) is chosen at run
+//! time from the database URL; both implementations share their SQL text (`sql.rs`) and are
+//! checked by one conformance suite, so behaviour cannot drift between dialects.
+
+mod sql;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use sql::{PostgresStore, SqliteStore};
+
+/// Failures of the storage layer; callers map them, the HTTP layer never shows their text.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row that must be unique already exists (e.g. a client uid).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A referenced row is missing.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database itself failed.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Schema migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result alias of the storage layer.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A client (website) row with the versions other processes bump to signal changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRow {
+    pub id: i64,
+    pub uid: String,
+    pub created_at: i64,
+    pub settings_version: i64,
+    pub knowledge_version: i64,
+}
+
+/// One stored setting; `value` is ciphertext for secrets (see `clients::secrets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSetting {
+    pub key: String,
+    pub value: String,
+}
+
+/// A change to one setting: `Some` writes the value, `None` removes it (back to default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingWrite {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// A FAQ entry as stored; the knowledge index is rebuilt from these.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct KnowledgeEntry {
+    pub id: String,
+    pub question: String,
+    pub answer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A visitor session; the bearer token itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: i64,
+    pub client_id: i64,
+    pub conversation_id: String,
+    pub created_at: i64,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Visitor,
+    Assistant,
+    Operator,
+    System,
+}
+
+impl Role {
+    /// The stable text stored in the database and sent in frames.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Visitor => "visitor",
+            Role::Assistant => "assistant",
+            Role::Operator => "operator",
+            Role::System => "system",
+        }
+    }
+
+    fn parse(s: &str) -> Role {
+        match s {
+            "visitor" => Role::Visitor,
+            "assistant" => Role::Assistant,
+            "operator" => Role::Operator,
+            _ => Role::System,
+        }
+    }
+}
+
+/// A stored message of a conversation; `seq` orders and pages the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub seq: i64,
+    pub session_id: i64,
+    pub role: Role,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+    pub reply_to: Option<i64>,
+    pub source: Option<String>,
+    pub entry_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// A message to store (the store assigns `seq`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub session_id: i64,
+    pub role: Role,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+    pub reply_to: Option<i64>,
+    pub source: Option<String>,
+    pub entry_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// Outcome of storing a message that carries a client id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored now.
+    New(Message),
+    /// The (session, client id) pair was stored before; this is the earlier message.
+    Duplicate(Message),
+}
+
+/// The storage interface: everything the server and the CLI persist goes through it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Returns the stored value for `key`, storing `value` first if there was none.
+    async fn meta_init(&self, key: &str, value: &str) -> StoreResult<String>;
+    /// Creates a client; `Conflict` if the uid exists.
+    async fn client_create(&self, uid: &str, now: i64) -> StoreResult<ClientRow>;
+    /// Finds a client by uid.
+    async fn client_get(&self, uid: &str) -> StoreResult<Option<ClientRow>>;
+    /// All clients with their versions, ordered by uid; cheap enough to poll every second.
+    async fn client_list(&self) -> StoreResult<Vec<ClientRow>>;
+    /// All stored settings of a client.
+    async fn settings_get(&self, client_id: i64) -> StoreResult<Vec<StoredSetting>>;
+    /// Applies all writes atomically and bumps the client's settings version.
+    async fn settings_put(&self, client_id: i64, writes: &[SettingWrite]) -> StoreResult<()>;
+    /// Replaces a client's knowledge atomically and bumps its knowledge version.
+    async fn knowledge_replace(&self, client_id: i64, entries: &[KnowledgeEntry]) -> StoreResult<()>;
+    /// A client's knowledge in stored order.
+    async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>>;
+    /// Starts a session.
+    async fn session_create(
+        &self,
+        client_id: i64,
+        token_hash: &str,
+        conversation_id: &str,
+        now: i64,
+    ) -> StoreResult<SessionRow>;
+    /// Finds a session of this client by the hash of its token.
+    async fn session_find(&self, client_id: i64, token_hash: &str) -> StoreResult<Option<SessionRow>>;
+    /// Stores a message; with a client id, a second copy returns the first (`Duplicate`).
+    async fn message_insert(&self, message: &NewMessage) -> StoreResult<Inserted>;
+    /// Up to `limit` messages older than `before` (all when `None`), oldest first, and
+    /// whether still older ones exist.
+    async fn messages_page(
+        &self,
+        session_id: i64,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Message>, bool)>;
+    /// The first stored answer to the message `seq`, if any.
+    async fn reply_to(&self, session_id: i64, seq: i64) -> StoreResult<Option<Message>>;
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Opens (and migrates) the store named by `database_url`, or the SQLite file in `data_dir`.
+pub async fn open(database_url: Option<&str>, data_dir: &Path) -> StoreResult<Arc<dyn Store>> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(PostgresStore::connect(url).await?))
+        }
+        Some(url) => Ok(Arc::new(SqliteStore::connect_url(url).await?)),
+        None => Ok(Arc::new(SqliteStore::connect_file(&data_dir.join("aia-chat.db")).await?)),
+    }
+}
