@@ -45,11 +45,7 @@ type Ws = WebSocketStream<TcpStream>;
 type Step<T = ()> = std::result::Result<T, String>;
 
 #[derive(Parser)]
-#[command(
-    name = "aia-bench",
-    version,
-    about = "Load generator for the aia-chat server"
-)]
+#[command(name = "aia-bench", version, about = "Load generator for the aia-chat server")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -111,11 +107,7 @@ struct Schedule {
 
 impl Schedule {
     fn mode(&self, at: Instant) -> Mode {
-        if at >= self.measure_from {
-            Mode::Measured
-        } else {
-            Mode::Warm
-        }
+        if at >= self.measure_from { Mode::Measured } else { Mode::Warm }
     }
 }
 
@@ -189,11 +181,7 @@ impl<'a> Conn<'a> {
             .await
             .map_err(|_| "connect_timeout".to_owned())?
             .map_err(|_| "connect".to_owned())?;
-        let mut req = sh
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| e.to_string())?;
+        let mut req = sh.url.as_str().into_client_request().map_err(|e| e.to_string())?;
         req.headers_mut().insert(ORIGIN, sh.origin.clone());
         let cfg = WebSocketConfig::default()
             .read_buffer_size(4096)
@@ -204,15 +192,8 @@ impl<'a> Conn<'a> {
             .await
             .map_err(|_| "handshake_timeout".to_owned())?
             .map_err(handshake_kind)?;
-        let mut conn = Conn {
-            sh,
-            ws,
-            pending: Vec::new(),
-            orphans: Vec::new(),
-            lat: Vec::new(),
-            answered: 0,
-            first_done: false,
-        };
+        let mut conn =
+            Conn { sh, ws, pending: Vec::new(), orphans: Vec::new(), lat: Vec::new(), answered: 0, first_done: false };
         conn.hello().await?;
         Ok(conn)
     }
@@ -221,9 +202,7 @@ impl<'a> Conn<'a> {
         self.send(r#"{"type":"hello","v":1}"#.to_owned()).await?;
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
-            let msg = timeout_at(deadline, self.ws.next())
-                .await
-                .map_err(|_| "welcome_timeout")?;
+            let msg = timeout_at(deadline, self.ws.next()).await.map_err(|_| "welcome_timeout")?;
             if let Message::Text(text) = read_ok(msg)? {
                 let f = serde_json::from_str::<Value>(&text).unwrap_or_default();
                 match f["type"].as_str() {
@@ -238,27 +217,15 @@ impl<'a> Conn<'a> {
     }
 
     async fn send(&mut self, text: String) -> Step {
-        self.ws
-            .send(Message::text(text))
-            .await
-            .map_err(|_| "io".to_owned())
+        self.ws.send(Message::text(text)).await.map_err(|_| "io".to_owned())
     }
 
     async fn ask(&mut self, k: u32, entry: usize, mode: Mode, sched: Instant) -> Step {
         if mode == Mode::Measured {
             self.sh.c.outstanding.fetch_add(1, Relaxed);
         }
-        self.pending.push(Pending {
-            k,
-            entry: entry as u32,
-            mode,
-            seq: None,
-            sched,
-        });
-        let frame = format!(
-            r#"{{"type":"message","id":"q{k}","text":{}}}"#,
-            self.sh.questions[entry]
-        );
+        self.pending.push(Pending { k, entry: entry as u32, mode, seq: None, sched });
+        let frame = format!(r#"{{"type":"message","id":"q{k}","text":{}}}"#, self.sh.questions[entry]);
         self.send(frame).await
     }
 
@@ -341,14 +308,14 @@ impl<'a> Conn<'a> {
 
     fn resolve(&mut self, i: usize, got: Option<u32>, at: Instant) {
         let p = self.pending.swap_remove(i);
-        let late = at.saturating_duration_since(p.sched);
+        let waited = at.saturating_duration_since(p.sched);
         match p.mode {
             Mode::Warm => return,
             Mode::First => self.first_done = true,
             Mode::Measured => {
                 self.answered += 1;
-                self.lat.push(late.as_secs_f32() * 1000.0);
-                if late > LATE {
+                self.lat.push(waited.as_secs_f32() * 1000.0);
+                if waited > LATE {
                     self.sh.count("late");
                 }
             }
@@ -393,11 +360,7 @@ impl<'a> Conn<'a> {
             }
         };
         let (n, rate) = (self.sh.n as f64, self.sh.rate);
-        let period = if rate > 0.0 {
-            Duration::from_secs_f64(n / rate)
-        } else {
-            PING_EVERY
-        };
+        let period = if rate > 0.0 { Duration::from_secs_f64(n / rate) } else { PING_EVERY };
         let mut next = sched.t0 + period.mul_f64(i as f64 / n);
         let mut active = rate == 0.0 || next < sched.end;
         let mut k = 1u32;
@@ -457,9 +420,7 @@ async fn run_conn(sh: Arc<Shared>, i: usize) -> (Vec<f32>, u64) {
 fn read_ok(msg: Option<Result<Message, WsError>>) -> Step<Message> {
     match msg {
         Some(Ok(Message::Close(_))) => Err("closed".to_owned()),
-        None | Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
-            Err("dropped".to_owned())
-        }
+        None | Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => Err("dropped".to_owned()),
         Some(Err(WsError::Protocol(_))) => Err("protocol".to_owned()),
         Some(Err(_)) => Err("io".to_owned()),
         Some(Ok(m)) => Ok(m),
@@ -479,11 +440,7 @@ fn handshake_kind(e: WsError) -> String {
                 .as_deref()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
                 .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
-            format!(
-                "http_{}:{}",
-                resp.status().as_u16(),
-                code.unwrap_or_default()
-            )
+            format!("http_{}:{}", resp.status().as_u16(), code.unwrap_or_default())
         }
         WsError::Io(_) => "handshake_io".to_owned(),
         _ => "handshake".to_owned(),
@@ -506,11 +463,7 @@ async fn tcp_connect(addr: SocketAddr, src: Option<Ipv4Addr>) -> std::io::Result
 }
 
 fn parse_sources(s: &str) -> Result<Vec<Ipv4Addr>> {
-    let ip = |a: &str| {
-        a.trim()
-            .parse::<Ipv4Addr>()
-            .with_context(|| format!("--source-addrs: {a:?}"))
-    };
+    let ip = |a: &str| a.trim().parse::<Ipv4Addr>().with_context(|| format!("--source-addrs: {a:?}"));
     if let Some((a, b)) = s.split_once('-') {
         let (a, b) = (u32::from(ip(a)?), u32::from(ip(b)?));
         ensure!(a <= b && b - a < 1 << 20, "--source-addrs: bad range");
@@ -524,9 +477,7 @@ fn ws_url(base: &str, client: &str) -> Result<Url> {
     let mut url = Url::parse(base).context("--url")?;
     let keep_path = url.scheme() == "ws" && url.path() != "/";
     match url.scheme() {
-        "http" => url
-            .set_scheme("ws")
-            .map_err(|()| anyhow::anyhow!("bad --url"))?,
+        "http" => url.set_scheme("ws").map_err(|()| anyhow::anyhow!("bad --url"))?,
         "ws" => {}
         s => bail!("--url scheme {s} not supported (TLS is not built in; use http://)"),
     }
@@ -541,10 +492,7 @@ fn ws_url(base: &str, client: &str) -> Result<Url> {
 /// The number after `key` on the first line of `path` that starts with `line`.
 fn proc_value(path: &str, line: &str, key: &str) -> Option<i64> {
     let text = std::fs::read_to_string(path).ok()?;
-    let mut words = text
-        .lines()
-        .find(|l| l.starts_with(line))?
-        .split_whitespace();
+    let mut words = text.lines().find(|l| l.starts_with(line))?.split_whitespace();
     words.find(|w| *w == key)?;
     words.next()?.parse().ok()
 }
@@ -618,20 +566,10 @@ type Senders = (watch::Sender<Option<Schedule>>, watch::Sender<bool>);
 
 fn shared(args: &WsArgs) -> Result<(Arc<Shared>, Senders)> {
     ensure!(args.connections > 0, "--connections must be at least 1");
-    ensure!(
-        args.rate >= 0.0 && args.rate.is_finite(),
-        "--rate must be >= 0"
-    );
-    ensure!(
-        args.duration > 0.0 && args.warmup >= 0.0 && args.ramp > 0.0,
-        "bad timing"
-    );
+    ensure!(args.rate >= 0.0 && args.rate.is_finite(), "--rate must be >= 0");
+    ensure!(args.duration > 0.0 && args.warmup >= 0.0 && args.ramp > 0.0, "bad timing");
     let url = ws_url(&args.url, &args.client)?;
-    let sources = args
-        .source_addrs
-        .as_deref()
-        .map(parse_sources)
-        .transpose()?;
+    let sources = args.source_addrs.as_deref().map(parse_sources).transpose()?;
     let sources = sources.unwrap_or_default();
     let addrs = url.socket_addrs(|| None).context("resolving --url")?;
     let addr = addrs.iter().find(|a| a.is_ipv4() || sources.is_empty());
@@ -725,11 +663,7 @@ async fn run_ws(args: WsArgs) -> Result<Report> {
     let warmup = if args.rate > 0.0 { args.warmup } else { 0.0 };
     let measure_from = t0 + Duration::from_secs_f64(warmup);
     let end = measure_from + Duration::from_secs_f64(args.duration);
-    start_tx.send_replace(Some(Schedule {
-        t0,
-        measure_from,
-        end,
-    }));
+    start_tx.send_replace(Some(Schedule { t0, measure_from, end }));
     sleep_until(measure_from).await;
     let (bench_cpu0, server_cpu0) = (cpu_secs("self"), server.as_deref().and_then(cpu_secs));
     eprintln!("aia-bench: measuring for {}s", args.duration);

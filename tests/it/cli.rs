@@ -1,0 +1,162 @@
+//! The `aia-chat` command line against a running server: `client` writes reach the server
+//! through the database, secrets follow their URL host and never print, a foreign key is
+//! refused, and `ask` behaves as documented.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::TestApp;
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn client_set_reaches_the_running_server_within_a_second() {
+    let app = TestApp::spawn().await;
+    let before = app.get("/api/data/ai_chat_bot?clientUid=demo", Some("http://localhost")).await;
+    assert_eq!(before.json::<serde_json::Value>().await.unwrap()["buttonColor"], "#1a73e8");
+    let started = Instant::now();
+    let out = app.cli(&["client", "set", "demo", "button_color=#FF0000", "position=top-left"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    loop {
+        let config: serde_json::Value =
+            app.get("/api/data/ai_chat_bot?clientUid=demo", Some("http://localhost")).await.json().await.unwrap();
+        if config["buttonColor"] == "#ff0000" {
+            assert_eq!(config["position"], "top-left");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "not seen within a second");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    for (pair, field) in [
+        ("button_color=red", "button_color"),
+        ("position=middle", "position"),
+        ("model_url=not a url", "model_url"),
+        ("model_url=http://169.254.169.254/latest", "model_url"),
+        ("allowed_domains=shop.com/path", "allowed_domains"),
+        ("chunk_size=0", "chunk_size"),
+        ("no_such_setting=1", "no_such_setting"),
+    ] {
+        let out = app.cli(&["client", "set", "demo", "bot_name=Changed", pair]);
+        assert!(!out.status.success(), "{pair} accepted");
+        assert!(stderr(&out).contains(field), "{pair}: {}", stderr(&out));
+    }
+    let out = app.cli(&["client", "show", "demo"]);
+    assert!(stdout(&out).contains("Lumen Assistant"), "nothing was written");
+}
+
+#[tokio::test]
+async fn a_changed_url_host_clears_its_secret_and_secrets_never_print() {
+    let app = TestApp::spawn().await;
+    let out = app.cli(&["client", "set", "demo", "model_url=https://api.openai.com/v1", "model_token=sk-very-secret"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let show = stdout(&app.cli(&["client", "show", "demo"]));
+    assert!(show.contains("model_token") && show.contains(" set"), "{show}");
+    assert!(!show.contains("sk-very-secret"));
+    let db = std::fs::read(app.data_dir().join("aia-chat.db")).unwrap();
+    assert!(!db.windows(14).any(|w| w == b"sk-very-secret"), "secrets are encrypted at rest");
+
+    let out = app.cli(&["client", "set", "demo", "model_url=https://api.openai.com/v2"]);
+    assert!(!stdout(&out).contains("cleared"), "same host keeps the token");
+    let out = app.cli(&["client", "set", "demo", "model_url=https://other-host.example/v1"]);
+    assert!(stdout(&out).contains("cleared model_token"), "{}", stdout(&out));
+    let show = stdout(&app.cli(&["client", "show", "demo"]));
+    assert!(show.lines().any(|l| l.contains("model_token") && l.contains("not set")), "{show}");
+
+    // Given again in the same change, it stays.
+    app.cli(&["client", "set", "demo", "model_url=https://a.example/v1", "model_token=sk-2"]);
+    let show = stdout(&app.cli(&["client", "show", "demo"]));
+    assert!(show.lines().any(|l| l.contains("model_token") && l.trim_end().ends_with(" set")), "{show}");
+}
+
+#[tokio::test]
+async fn a_foreign_secret_key_is_refused() {
+    let app = TestApp::spawn().await;
+    let dir = app.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["client", "list"])
+        .env("AIA_DATA_DIR", dir.path())
+        .env("AIA_SECRET_KEY", "11".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not the key this database was created with"), "{}", stderr(&out));
+    // A replaced key file is refused the same way, and the server refuses to start.
+    std::fs::write(dir.path().join("secret.key"), "22".repeat(32)).unwrap();
+    let settings = crate::support::test_settings(dir.path());
+    let err = aia_chat::App::build(settings).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("not the key this database was created with"));
+}
+
+#[tokio::test]
+async fn list_add_show() {
+    let app = TestApp::spawn().await;
+    let out = app.cli(&["client", "add", "shop-2"]);
+    assert!(out.status.success());
+    let out = app.cli(&["client", "add", "shop-2"]);
+    assert!(!out.status.success() && stderr(&out).contains("already exists"));
+    let out = app.cli(&["client", "add", "bad uid!"]);
+    assert!(!out.status.success());
+    let list = stdout(&app.cli(&["client", "list"]));
+    assert!(list.contains("demo\tallowed: localhost,127.0.0.1\tknowledge: 30 entries"), "{list}");
+    assert!(list.contains("shop-2\tallowed: (none)"), "{list}");
+    let show = stdout(&app.cli(&["client", "show", "shop-2"]));
+    assert!(show.contains("graphql_url is empty"), "{show}");
+    assert!(show.contains("bottom-right (default)"), "{show}");
+}
+
+fn ask(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat")).arg("ask").arg("--url").arg(&app.base).args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_prints_the_reply_and_refusals() {
+    let app = TestApp::spawn().await;
+    let out = ask(&app, &["How long does shipping take?"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    insta::assert_snapshot!(stdout(&out), @"Orders placed before 2 pm on a working day leave our warehouse the same day. Standard delivery takes 2–4 working days within the country and 4–8 working days to the rest of the EU.");
+    let token = stderr(&out).trim().strip_prefix("session: ").expect("session on stderr").to_string();
+
+    let out = ask(&app, &["--origin", "https://evil.example", "hi"]);
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(stderr(&out), @"refused: forbidden_origin: This website is not in the chat client's allowed domains (allowed_domains).");
+    let out = ask(&app, &["--client", "nobody", "hi"]);
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(stderr(&out), @"refused: unknown_client: No chat client with this clientUid exists on this server.");
+
+    // --listen prints what the visitor sees afterwards, one line each, in the fixed format.
+    let (base, session) = (app.base.clone(), token.clone());
+    let listen = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+            .args(["ask", "--url", &base, "--session", &session, "--listen", "3", "Are returns free?"])
+            .output()
+            .unwrap()
+    });
+    let (mut tab, _) = app.visitor(Some(&token)).await;
+    // Wait until the listener's own question is answered, then speak from the other tab.
+    loop {
+        let f = tab.next_of("message").await;
+        if f["message"]["entryId"] == "returns-cost" {
+            break;
+        }
+    }
+    tab.send(json!({"type": "message", "id": "other-tab", "text": "What warranty do your products have?"})).await;
+    let out = listen.await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    insta::assert_snapshot!(stdout(&out), @r"
+    Returns within the EU are free with our prepaid label. Returns from outside the EU are at your own cost.
+    [you] What warranty do your products have?
+    All products have a 2-year warranty against manufacturing defects from the date of delivery. Some brands add their own longer warranty.
+    ");
+}

@@ -1,0 +1,12 @@
+//! The integration tests: one binary (linking the dependency graph once), each module a group.
+//! Every test starts the real server on port 0 and talks to it over HTTP and WebSocket.
+
+mod support;
+
+mod bad_input;
+mod browser;
+mod chat;
+mod cli;
+mod origins;
+mod shutdown;
+mod store;

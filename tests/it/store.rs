@@ -1,0 +1,136 @@
+//! The store conformance suite: the same checks on SQLite always and on PostgreSQL when
+//! `TEST_DATABASE_URL` is set (each run gets its own fresh schema-less database).
+
+use std::sync::Arc;
+
+use aia_chat::store::{Inserted, KnowledgeEntry, NewMessage, Role, SettingWrite, Store, StoreError};
+
+use crate::support::{count_run, loud_skip};
+
+fn visitor(session: i64, id: &str, text: &str) -> NewMessage {
+    NewMessage {
+        session_id: session,
+        role: Role::Visitor,
+        text: text.into(),
+        client_msg_id: Some(id.into()),
+        reply_to: None,
+        source: None,
+        entry_id: None,
+        created_at: 1_700_000_000_000,
+    }
+}
+
+async fn conformance(store: Arc<dyn Store>) {
+    // meta: first value wins.
+    assert_eq!(store.meta_init("fp", "a").await.unwrap(), "a");
+    assert_eq!(store.meta_init("fp", "b").await.unwrap(), "a");
+
+    // clients
+    let c = store.client_create("shop", 1).await.unwrap();
+    assert!(matches!(store.client_create("shop", 2).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.client_get("shop").await.unwrap().unwrap(), c);
+    assert!(store.client_get("none").await.unwrap().is_none());
+    store.client_create("another", 1).await.unwrap();
+    let uids: Vec<String> = store.client_list().await.unwrap().into_iter().map(|c| c.uid).collect();
+    assert_eq!(uids, ["another", "shop"]);
+
+    // settings: atomic writes, deletes, version bump
+    let w = |k: &str, v: Option<&str>| SettingWrite { key: k.into(), value: v.map(Into::into) };
+    store.settings_put(c.id, &[w("bot_name", Some("A")), w("greeting", Some("Hi"))]).await.unwrap();
+    store.settings_put(c.id, &[w("bot_name", Some("B")), w("greeting", None)]).await.unwrap();
+    let s = store.settings_get(c.id).await.unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].key.as_str(), s[0].value.as_str()), ("bot_name", "B"));
+    let after = store.client_get("shop").await.unwrap().unwrap();
+    assert_eq!(after.settings_version, c.settings_version + 2);
+    assert!(matches!(store.settings_put(9_999, &[]).await, Err(StoreError::NotFound(_))));
+
+    // knowledge: replace keeps order and bumps the version
+    let e = |id: &str| KnowledgeEntry {
+        id: id.into(),
+        question: format!("q {id}"),
+        answer: format!("a {id}"),
+        category: Some("c".into()),
+        url: None,
+    };
+    store.knowledge_replace(c.id, &[e("2"), e("1")]).await.unwrap();
+    store.knowledge_replace(c.id, &[e("3"), e("1"), e("2")]).await.unwrap();
+    let ids: Vec<String> = store.knowledge_list(c.id).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, ["3", "1", "2"]);
+    assert_eq!(store.client_get("shop").await.unwrap().unwrap().knowledge_version, c.knowledge_version + 2);
+
+    // sessions are found by token hash and client only
+    let s1 = store.session_create(c.id, "hash-1", "c_1", 5).await.unwrap();
+    assert_eq!(store.session_find(c.id, "hash-1").await.unwrap().unwrap(), s1);
+    assert!(store.session_find(c.id + 1, "hash-1").await.unwrap().is_none());
+    assert!(store.session_find(c.id, "hash-2").await.unwrap().is_none());
+
+    // messages: dedupe on (session, client id), growing seq, paging
+    let m1 = match store.message_insert(&visitor(s1.id, "x", "hello")).await.unwrap() {
+        Inserted::New(m) => m,
+        other => panic!("{other:?}"),
+    };
+    match store.message_insert(&visitor(s1.id, "x", "hello again")).await.unwrap() {
+        Inserted::Duplicate(m) => assert_eq!(m, m1),
+        other => panic!("{other:?}"),
+    }
+    let s2 = store.session_create(c.id, "hash-2", "c_2", 5).await.unwrap();
+    assert!(matches!(store.message_insert(&visitor(s2.id, "x", "other session")).await.unwrap(), Inserted::New(_)));
+    assert!(store.reply_to(s1.id, m1.seq).await.unwrap().is_none());
+    let mut answer = visitor(s1.id, "", "answer");
+    answer.client_msg_id = None;
+    answer.role = Role::Assistant;
+    answer.reply_to = Some(m1.seq);
+    answer.source = Some("knowledge".into());
+    answer.entry_id = Some("e1".into());
+    let Inserted::New(a1) = store.message_insert(&answer).await.unwrap() else { panic!() };
+    let Inserted::New(a2) = store.message_insert(&answer).await.unwrap() else { panic!("no client id, no dedupe") };
+    assert!(a1.seq > m1.seq && a2.seq > a1.seq);
+    assert_eq!(store.reply_to(s1.id, m1.seq).await.unwrap().unwrap(), a1);
+    for i in 0..60 {
+        store.message_insert(&visitor(s1.id, &format!("p{i}"), "page")).await.unwrap();
+    }
+    let (page, more) = store.messages_page(s1.id, None, 50).await.unwrap();
+    assert_eq!(page.len(), 50);
+    assert!(more);
+    assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
+    let (older, more) = store.messages_page(s1.id, Some(page[0].seq), 50).await.unwrap();
+    assert_eq!(older.len(), 13);
+    assert!(!more);
+    assert_eq!(older[0], m1);
+    assert_eq!(older[1].role, Role::Assistant);
+    assert_eq!(older[1].entry_id.as_deref(), Some("e1"));
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn conformance_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(aia_chat::store::open(None, dir.path()).await.unwrap()).await;
+    // Reopening migrates nothing twice and keeps the data.
+    let store = aia_chat::store::open(None, dir.path()).await.unwrap();
+    assert_eq!(store.client_list().await.unwrap().len(), 2);
+}
+
+/// Creates a fresh database on the server of `TEST_DATABASE_URL` and returns its URL.
+pub async fn fresh_postgres() -> Option<String> {
+    let url = std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("TEST_DATABASE_URL reachable");
+    let name = format!("aia_test_{:x}", rand::random::<u64>());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    let mut parsed = url::Url::parse(&url).unwrap();
+    parsed.set_path(&name);
+    Some(parsed.to_string())
+}
+
+#[tokio::test]
+async fn conformance_postgres() {
+    let Some(url) = fresh_postgres().await else {
+        loud_skip("postgres", "TEST_DATABASE_URL is not set");
+        count_run("PG_TESTS_RUN", 0);
+        return;
+    };
+    conformance(aia_chat::store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap()).await;
+    count_run("PG_TESTS_RUN", 1);
+}

@@ -1,0 +1,270 @@
+//! `TestApp`: a real server on a random port with a fresh data directory, plus a WebSocket
+//! client that validates every frame it sends and receives against `docs/protocol.schema.json`.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aia_chat::config::{ServeArgs, Settings, StoreArgs};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A running server for one test.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub state: aia_chat::AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a test server in `dir` (demo on, SQLite).
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let args = ServeArgs {
+        store: StoreArgs { data_dir: Some(dir.to_path_buf()), ..Default::default() },
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let mut s = args.settings().unwrap();
+    s.reload_interval = Duration::from_millis(200);
+    s.shutdown_grace = Duration::from_secs(5);
+    s
+}
+
+impl TestApp {
+    /// Starts a server with the demo client.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusted its settings.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        Self::spawn_in(dir, tweak).await
+    }
+
+    /// Starts a server on an existing data directory.
+    pub async fn spawn_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = test_settings(dir.path());
+        tweak(&mut settings);
+        let listener = aia_chat::app::bind(settings.addr).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = aia_chat::App::build(settings).await.unwrap();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run(listener, async move {
+            let _ = rx.await;
+        }));
+        TestApp { addr, base: format!("http://{addr}"), dir, state, shutdown: Some(tx), handle: Some(handle) }
+    }
+
+    /// Signals shutdown and waits for the server to drain.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(15), h).await.expect("server stops").unwrap().unwrap();
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// The data directory path.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// `GET` a path, optionally with an Origin header.
+    pub async fn get(&self, path: &str, origin: Option<&str>) -> reqwest::Response {
+        let mut req = http().get(format!("{}{path}", self.base));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Opens the widget's socket for `client` with `origin`, or the refusal (status, body).
+    pub async fn connect(&self, client: &str, origin: Option<&str>) -> Result<Ws, (u16, Value)> {
+        connect_ws(&format!("ws://{}/ws?clientUid={client}", self.addr), origin).await
+    }
+
+    /// Connects as the demo widget on localhost and completes hello.
+    pub async fn visitor(&self, session: Option<&str>) -> (Ws, Value) {
+        let mut ws = self.connect("demo", Some("http://localhost:8080")).await.expect("demo socket");
+        let welcome = ws.hello(session).await;
+        (ws, welcome)
+    }
+
+    /// Runs the `aia-chat` binary against this server's database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        cli(&self.data_dir(), args)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs the `aia-chat` binary with `--data-dir` set.
+pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(args)
+        .env("AIA_DATA_DIR", data_dir)
+        .env_remove("AIA_SECRET_KEY")
+        .env_remove("AIA_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+/// A shared HTTP client.
+pub fn http() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new)
+}
+
+struct Schema {
+    schemas: boon::Schemas,
+    index: boon::SchemaIndex,
+}
+
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.schema.json")).unwrap();
+        let mut schemas = boon::Schemas::new();
+        let mut compiler = boon::Compiler::new();
+        compiler.add_resource("protocol.schema.json", serde_json::from_str(&text).unwrap()).unwrap();
+        let index = compiler.compile("protocol.schema.json", &mut schemas).unwrap();
+        Schema { schemas, index }
+    })
+}
+
+/// Asserts that `frame` is valid under the protocol schema.
+pub fn assert_valid(frame: &Value) {
+    let s = schema();
+    if let Err(e) = s.schemas.validate(frame, s.index) {
+        panic!("frame violates docs/protocol.schema.json: {frame}\n{e:#}");
+    }
+}
+
+/// A WebSocket as the widget uses it.
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// Opens a socket to `url` with `origin`.
+pub async fn connect_ws(url: &str, origin: Option<&str>) -> Result<Ws, (u16, Value)> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(o) = origin {
+        request.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((stream, _)) => Ok(Ws { stream }),
+        Err(WsError::Http(resp)) => {
+            let body = resp.body().as_deref().map(|b| serde_json::from_slice(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("socket connect failed: {e}"),
+    }
+}
+
+/// The default wait for a frame.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl Ws {
+    /// Sends a frame after checking it against the schema.
+    pub async fn send(&mut self, frame: Value) {
+        assert_valid(&frame);
+        self.send_raw(Message::Text(frame.to_string().into())).await;
+    }
+
+    /// Sends anything, unchecked (for bad-input tests).
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.unwrap();
+    }
+
+    /// The next text frame (validated), or `None` when the socket closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.stream.next()).await.expect("a frame within 5 s")?;
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    assert_valid(&v);
+                    return Some(v);
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let f = self.next().await.unwrap_or_else(|| panic!("socket closed while waiting for {kind}"));
+            if f["type"] == kind {
+                return f;
+            }
+        }
+    }
+
+    /// The close frame's code, skipping text frames.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next()).await.expect("close within 5 s") {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Says hello and returns the welcome.
+    pub async fn hello(&mut self, session: Option<&str>) -> Value {
+        let mut hello = json!({"type": "hello", "v": 1});
+        if let Some(s) = session {
+            hello["session"] = json!(s);
+        }
+        self.send(hello).await;
+        self.next_of("welcome").await
+    }
+
+    /// Sends a message and returns (ack, answer).
+    pub async fn ask(&mut self, id: &str, text: &str) -> (Value, Value) {
+        self.send(json!({"type": "message", "id": id, "text": text})).await;
+        let ack = self.next_of("ack").await;
+        let seq = ack["seq"].clone();
+        loop {
+            let f = self.next_of("message").await;
+            if f["message"]["replyTo"] == seq {
+                return (ack, f["message"].clone());
+            }
+        }
+    }
+}
+
+/// Records that a group of optional tests ran, for `scripts/test` to check (it fails on 0).
+pub fn count_run(counter: &str, n: usize) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-counters");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(counter), n.to_string()).unwrap();
+}
+
+/// Prints a loud skip notice (visible with --nocapture and in `scripts/test`'s counter check).
+pub fn loud_skip(group: &str, why: &str) {
+    eprintln!("\n******** SKIPPED {group}: {why} ********\n");
+}
