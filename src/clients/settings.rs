@@ -175,3 +175,49 @@ pub fn find(key: &str) -> Option<&'static SettingDef> {
 pub fn secrets_following(url_key: &str) -> impl Iterator<Item = &'static SettingDef> + '_ {
     SETTINGS.iter().filter(move |d| d.follows == Some(url_key))
 }
+
+/// The settings table as Markdown, as `docs/settings.md` carries it.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| key | group | type | default | secret | meaning |\n|---|---|---|---|---|---|\n");
+    for d in SETTINGS {
+        let kind = match d.kind {
+            Kind::Color => "color (`#rgb` / `#rrggbb`)".to_string(),
+            Kind::Select(options) => format!("select: {}", options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")),
+            Kind::UpstreamUrl => "URL the server calls (http/https)".to_string(),
+            Kind::PublicUrl => "public URL (http/https/ws/wss)".to_string(),
+            Kind::DomainList => "list of hosts".to_string(),
+            Kind::IdList => "list of ids".to_string(),
+            Kind::Text { max } => format!("text, ≤ {max} chars"),
+            Kind::Multiline { max } => format!("multi-line text, ≤ {max} chars"),
+            Kind::Int { min, max } if max == i64::MAX => format!("integer ≥ {min}"),
+            Kind::Int { min, max } => format!("integer {min}–{max}"),
+            Kind::Secret => "password (write-only)".to_string(),
+        };
+        let default = if d.default.is_empty() { String::new() } else { format!("`{}`", d.default) };
+        let secret = match d.follows {
+            Some(url) => format!("yes (cleared when `{url}` changes host)"),
+            None => String::new(),
+        };
+        out.push_str(&format!("| `{}` | {} | {kind} | {default} | {secret} | {} |\n", d.key, d.group.label(), d.help));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// `docs/settings.md` must carry exactly this table; `UPDATE_DOCS=1 cargo test` rewrites it.
+    #[test]
+    fn docs_match_the_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/settings.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let (start, end) = ("<!-- settings-table:start -->\n", "<!-- settings-table:end -->");
+        let (before, rest) = doc.split_once(start).expect("start marker");
+        let (current, after) = rest.split_once(end).expect("end marker");
+        let table = super::markdown_table();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(path, format!("{before}{start}{table}{end}{after}")).unwrap();
+        } else {
+            assert_eq!(current, table, "docs/settings.md is out of date: run UPDATE_DOCS=1 cargo test --lib docs_match");
+        }
+    }
+}

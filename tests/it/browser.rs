@@ -60,6 +60,7 @@ async fn widget_in_a_real_browser() {
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
     if !matches!(outcome, Ok(Ok(_))) {
         save_screenshot(&client, "browser-failure.png").await;
+        eprintln!("browser: the console at the failure: {:#?}", browser_log(&client).await);
     }
     let _ = client.close().await;
     drop(driver);
