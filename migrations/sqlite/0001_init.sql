@@ -54,4 +54,3 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_dedupe ON messages (session_id, client_msg_id);
 CREATE INDEX messages_session_seq ON messages (session_id, seq);
-CREATE INDEX messages_reply_to ON messages (reply_to);

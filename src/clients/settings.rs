@@ -182,7 +182,9 @@ pub fn markdown_table() -> String {
     for d in SETTINGS {
         let kind = match d.kind {
             Kind::Color => "color (`#rgb` / `#rrggbb`)".to_string(),
-            Kind::Select(options) => format!("select: {}", options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ")),
+            Kind::Select(options) => {
+                format!("select: {}", options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "))
+            }
             Kind::UpstreamUrl => "URL the server calls (http/https)".to_string(),
             Kind::PublicUrl => "public URL (http/https/ws/wss)".to_string(),
             Kind::DomainList => "list of hosts".to_string(),
@@ -217,7 +219,10 @@ mod tests {
         if std::env::var_os("UPDATE_DOCS").is_some() {
             std::fs::write(path, format!("{before}{start}{table}{end}{after}")).unwrap();
         } else {
-            assert_eq!(current, table, "docs/settings.md is out of date: run UPDATE_DOCS=1 cargo test --lib docs_match");
+            assert_eq!(
+                current, table,
+                "docs/settings.md is out of date: run UPDATE_DOCS=1 cargo test --lib docs_match"
+            );
         }
     }
 }

@@ -43,8 +43,22 @@ fn with_cors(mut response: Response, headers: &HeaderMap) -> Response {
     response
 }
 
+/// Browsers send no `Origin` on a same-origin GET (the demo page fetching its own server's
+/// config); they mark it `Sec-Fetch-Site: same-origin`, which page scripts cannot forge, so
+/// this server's own origin is the one to check.
+fn same_origin(state: &AppState, mut headers: HeaderMap) -> HeaderMap {
+    let same = headers.get("sec-fetch-site").is_some_and(|v| v == "same-origin");
+    if same && !headers.contains_key(header::ORIGIN) {
+        if let Ok(own) = HeaderValue::from_str(&base_url(state, &headers)) {
+            headers.insert(header::ORIGIN, own);
+        }
+    }
+    headers
+}
+
 /// `GET /api/data/ai_chat_bot?clientUid=UID`.
 pub async fn config(State(state): State<AppState>, Query(q): Query<ConfigQuery>, headers: HeaderMap) -> Response {
+    let headers = same_origin(&state, headers);
     let client = match allowed_client(&state, q.client_uid.as_deref(), &headers) {
         Ok(c) => c,
         // Refusals carry CORS too, so the widget can tell the site owner why in the console.

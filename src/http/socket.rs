@@ -285,14 +285,14 @@ impl Conn {
             Ok(Inserted::New(stored)) => {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
-                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored));
+                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, false));
                 Outcome::frame(ack)
             }
             Ok(Inserted::Duplicate(stored)) => {
                 let unanswered = matches!(state.store.reply_to(session, stored.seq).await, Ok(None));
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
                 if unanswered && stored.role == Role::Visitor {
-                    state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored));
+                    state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, true));
                 }
                 Outcome::frame(ack)
             }
@@ -320,13 +320,14 @@ fn internal(err: &dyn std::fmt::Display, id: Option<&str>) -> Outcome {
 }
 
 /// Answers one stored visitor message, stores the answer, then delivers it to the session.
-/// At most one answer task runs per message, and a stored answer is never produced twice.
-async fn answer(state: AppState, uid: String, visitor: Message) {
+/// At most one answer task runs per message; a re-answer (`recheck`, after a resend) first
+/// checks that no answer was stored meanwhile, so an answer is never produced twice.
+async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
     if !state.answering.lock().expect("answering lock").insert(visitor.seq) {
         return;
     }
     let result = async {
-        if state.store.reply_to(visitor.session_id, visitor.seq).await?.is_some() {
+        if recheck && state.store.reply_to(visitor.session_id, visitor.seq).await?.is_some() {
             return Ok(());
         }
         let Some(client) = state.registry.get(&uid) else { return Ok(()) };

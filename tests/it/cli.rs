@@ -117,7 +117,13 @@ async fn list_add_show() {
 }
 
 fn ask(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat")).arg("ask").arg("--url").arg(&app.base).args(args).output().unwrap()
+    std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .arg("ask")
+        .arg("--url")
+        .arg(&app.base)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,6 +66,17 @@ async fn origin_rules_on_both_endpoints() {
     assert_eq!(app.get("/api/data/ai_chat_bot?clientUid=open", Some("https://any.example")).await.status(), 200);
     assert_eq!(app.get("/api/data/ai_chat_bot?clientUid=nobody", Some("http://localhost")).await.status(), 404);
     assert_eq!(app.get("/api/data/ai_chat_bot", Some("http://localhost")).await.status(), 400);
+
+    // A browser's same-origin request carries no Origin: the server's own host is checked.
+    let same_origin = |host: &str| {
+        crate::support::http()
+            .get(format!("{}/api/data/ai_chat_bot?clientUid=demo", app.base))
+            .header("host", host)
+            .header("sec-fetch-site", "same-origin")
+            .send()
+    };
+    assert_eq!(same_origin("localhost:3015").await.unwrap().status(), 200);
+    assert_eq!(same_origin("evil.example").await.unwrap().status(), 403);
     let (status, body) = app.connect("nobody", Some("http://localhost")).await.err().unwrap();
     assert_eq!((status, body["error"]["code"].as_str().unwrap()), (404, "unknown_client"));
 }

@@ -174,7 +174,8 @@ pub async fn connect_ws(url: &str, origin: Option<&str>) -> Result<Ws, (u16, Val
     match tokio_tungstenite::connect_async(request).await {
         Ok((stream, _)) => Ok(Ws { stream }),
         Err(WsError::Http(resp)) => {
-            let body = resp.body().as_deref().map(|b| serde_json::from_slice(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+            let body =
+                resp.body().as_deref().map(|b| serde_json::from_slice(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
             Err((resp.status().as_u16(), body))
         }
         Err(e) => panic!("socket connect failed: {e}"),
