@@ -48,10 +48,11 @@ fn with_cors(mut response: Response, headers: &HeaderMap) -> Response {
 /// this server's own origin is the one to check.
 fn same_origin(state: &AppState, mut headers: HeaderMap) -> HeaderMap {
     let same = headers.get("sec-fetch-site").is_some_and(|v| v == "same-origin");
-    if same && !headers.contains_key(header::ORIGIN) {
-        if let Ok(own) = HeaderValue::from_str(&base_url(state, &headers)) {
-            headers.insert(header::ORIGIN, own);
-        }
+    if same
+        && !headers.contains_key(header::ORIGIN)
+        && let Ok(own) = HeaderValue::from_str(&base_url(state, &headers))
+    {
+        headers.insert(header::ORIGIN, own);
     }
     headers
 }
