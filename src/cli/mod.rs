@@ -64,6 +64,10 @@ pub fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
+    // Every visitor socket is a file descriptor: take all the kernel allows this process.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
     let listener = crate::app::bind(settings.addr).map_err(|e| anyhow::anyhow!("binding {}: {e}", settings.addr))?;
     let addr = listener.local_addr()?;
     let open = settings.public_url.as_ref().map_or_else(
