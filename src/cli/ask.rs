@@ -38,6 +38,9 @@ pub struct AskArgs {
     question: String,
 }
 
+/// How often a listening `ask` pings (the server closes sockets silent for 90 s).
+const PING_EVERY: Duration = Duration::from_secs(25);
+
 /// Exit codes: 0 answered, 2 refused (unknown client, forbidden origin, rate limited…),
 /// 3 timed out, 1 anything else (no server, protocol error).
 enum Failure {
@@ -123,9 +126,17 @@ async fn ask(args: AskArgs) -> Result<(), Failure> {
     let mut asked_seq: Option<i64> = None;
     let mut answered = false;
     let mut listen_until: Option<Instant> = None;
+    let mut next_ping = Instant::now() + PING_EVERY;
     loop {
         let until = listen_until.unwrap_or(deadline);
-        let next = match tokio::time::timeout_at(until, ws.next()).await {
+        let next = match tokio::time::timeout_at(until.min(next_ping), ws.next()).await {
+            Err(_) if Instant::now() < until => {
+                // Idle sockets are closed after 90 s: keep a long --listen alive.
+                next_ping = Instant::now() + PING_EVERY;
+                let ping = json!({"type": "ping"}).to_string();
+                ws.send(Message::Text(ping.into())).await.map_err(|e| Failure::Other(e.to_string()))?;
+                continue;
+            }
             Err(_) if listen_until.is_some() => return Ok(()),
             Err(_) => return Err(Failure::Timeout(format!("no reply within {} s", args.timeout))),
             Ok(None) | Ok(Some(Err(_))) if answered => return Ok(()),

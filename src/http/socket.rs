@@ -30,6 +30,9 @@ use crate::store::{Inserted, Message, NewMessage, Role};
 
 /// How long a socket may stay open without saying hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a socket may stay silent after hello (the widget pings every 25 s); a visitor
+/// whose network vanished without a FIN must not hold a socket forever.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Query of the socket URL.
 #[derive(Debug, Deserialize)]
@@ -105,7 +108,7 @@ enum Step {
     Deliver(Arc<str>),
     Dropped,
     Drain,
-    HelloTimeout,
+    Silent,
 }
 
 async fn send(ws: &mut WebSocket, frame: &str) -> bool {
@@ -125,15 +128,15 @@ async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
     let (tx, mut rx) = mpsc::channel(SOCKET_QUEUE);
     conn.outbox = Some(tx);
     let shutdown = conn.state.shutdown.clone();
-    let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
-    tokio::pin!(hello_deadline);
+    let silence = tokio::time::sleep(HELLO_TIMEOUT);
+    tokio::pin!(silence);
     loop {
         let step = tokio::select! {
             biased;
             _ = shutdown.cancelled() => Step::Drain,
             out = rx.recv(), if conn.outbox.is_none() => out.map_or(Step::Dropped, Step::Deliver),
             inbound = ws.recv() => Step::Inbound(inbound),
-            _ = &mut hello_deadline, if conn.session.is_none() => Step::HelloTimeout,
+            _ = &mut silence => Step::Silent,
         };
         match step {
             Step::Deliver(frame) => {
@@ -149,6 +152,7 @@ async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
                 return;
             }
             Step::Inbound(Some(Ok(message))) => {
+                silence.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
                 let outcome = match message {
                     WsMessage::Text(text) if text.len() > MAX_TEXT_FRAME => Outcome::error(ErrorCode::TooLarge, None),
                     WsMessage::Text(text) => Box::pin(conn.handle(text.as_str())).await,
@@ -178,8 +182,12 @@ async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
                 close(&mut ws, close_code::AWAY, "server restarting").await;
                 return;
             }
-            Step::HelloTimeout => {
-                close(&mut ws, close_code::POLICY, "no hello").await;
+            Step::Silent if conn.session.is_none() => {
+                close(&mut ws, close_code::POLICY, "no hello within 30 s").await;
+                return;
+            }
+            Step::Silent => {
+                close(&mut ws, close_code::AWAY, "idle for 90 s").await;
                 return;
             }
         }

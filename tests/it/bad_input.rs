@@ -4,7 +4,7 @@
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, connect_ws_with};
 
 async fn expect_error(ws: &mut crate::support::Ws, code: &str) {
     let f = ws.next_of("error").await;
@@ -103,4 +103,29 @@ async fn rate_limits_hold_with_documented_codes() {
     let _ws4 = app.connect("demo", Some("http://localhost")).await.unwrap();
     let (status, body) = app.connect("demo", Some("http://localhost")).await.err().unwrap();
     assert_eq!((status, body["error"]["code"].as_str().unwrap()), (429, "rate_limited"));
+}
+
+#[tokio::test]
+async fn per_ip_limits_use_forwarded_for_only_from_trusted_proxies() {
+    let url = |app: &TestApp| format!("ws://{}/ws?clientUid=demo", app.addr);
+    let origin = Some("http://localhost");
+    let xff = |ip: &'static str| [("x-forwarded-for", ip)];
+
+    let app = TestApp::spawn_with(|s| {
+        s.limits.sockets_per_ip = 2;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let _a = connect_ws_with(&url(&app), origin, &xff("203.0.113.5")).await.unwrap();
+    let _b = connect_ws_with(&url(&app), origin, &xff("198.51.100.1, 203.0.113.5")).await.unwrap();
+    let refused = connect_ws_with(&url(&app), origin, &xff("203.0.113.5")).await.err().unwrap();
+    assert_eq!(refused.0, 429, "the third socket of the same visitor address");
+    let _c = connect_ws_with(&url(&app), origin, &xff("203.0.113.6")).await.unwrap();
+
+    // Without trusted proxies the header is ignored: every socket is the peer's.
+    let app = TestApp::spawn_with(|s| s.limits.sockets_per_ip = 2).await;
+    let _a = connect_ws_with(&url(&app), origin, &xff("203.0.113.5")).await.unwrap();
+    let _b = connect_ws_with(&url(&app), origin, &xff("203.0.113.6")).await.unwrap();
+    let refused = connect_ws_with(&url(&app), origin, &xff("203.0.113.7")).await.err().unwrap();
+    assert_eq!(refused.0, 429);
 }

@@ -21,3 +21,40 @@ async fn shutdown_tells_sockets_to_reconnect_and_keeps_messages() {
     assert_eq!(welcome["history"][0]["seq"], ack["seq"]);
     assert_eq!(welcome["history"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_drains_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--shutdown-grace", "5s"])
+        .env("AIA_DATA_DIR", dir.path())
+        .env_remove("AIA_SECRET_KEY")
+        .env_remove("AIA_DATABASE_URL")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = crate::support::http().get(format!("{base}/readyz")).send().await {
+            ready = r.status() == 200;
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the server never became ready");
+    let url = format!("ws://127.0.0.1:{port}/ws?clientUid=demo");
+    let mut ws = crate::support::connect_ws(&url, Some("http://localhost")).await.unwrap();
+    ws.hello(None).await;
+    ws.ask("q", "Do you ship internationally?").await;
+
+    let killed = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert_eq!(ws.next_of("reconnect").await["reason"], "shutdown");
+    assert_eq!(ws.close_code().await, Some(1001));
+    let status = tokio::task::spawn_blocking(move || server.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}

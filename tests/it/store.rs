@@ -134,3 +134,29 @@ async fn conformance_postgres() {
     conformance(aia_chat::store::open(Some(&url), std::path::Path::new("/nonexistent")).await.unwrap()).await;
     count_run("PG_TESTS_RUN", 1);
 }
+
+#[tokio::test]
+async fn the_server_runs_on_postgres() {
+    let Some(url) = fresh_postgres().await else {
+        loud_skip("postgres", "TEST_DATABASE_URL is not set");
+        return;
+    };
+    let app = crate::support::TestApp::spawn_with(|s| {
+        s.store.database_url = Some(url.clone());
+        s.store.secret_key = Some("ab".repeat(32));
+    })
+    .await;
+    let (mut ws, welcome) = app.visitor(None).await;
+    let (_, answer) = ws.ask("pg-1", "Which payment methods do you accept?").await;
+    assert_eq!(answer["entryId"], "payment-methods");
+    drop(ws);
+    let (_, again) = app.visitor(Some(welcome["session"].as_str().unwrap())).await;
+    assert_eq!(again["history"].as_array().unwrap().len(), 2);
+
+    // PostgreSQL without AIA_SECRET_KEY is refused: every node must share one key.
+    let mut settings = crate::support::test_settings(app.dir.path());
+    settings.store.database_url = Some(url);
+    settings.store.secret_key = None;
+    let err = aia_chat::App::build(settings).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("AIA_SECRET_KEY is required"));
+}

@@ -167,9 +167,20 @@ pub struct Ws {
 
 /// Opens a socket to `url` with `origin`.
 pub async fn connect_ws(url: &str, origin: Option<&str>) -> Result<Ws, (u16, Value)> {
+    connect_ws_with(url, origin, &[]).await
+}
+
+/// Opens a socket to `url` with `origin` and extra request headers.
+pub async fn connect_ws_with(url: &str, origin: Option<&str>, headers: &[(&str, &str)]) -> Result<Ws, (u16, Value)> {
     let mut request = url.into_client_request().unwrap();
     if let Some(o) = origin {
         request.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((stream, _)) => Ok(Ws { stream }),
