@@ -23,16 +23,16 @@ pub struct AskArgs {
     #[arg(long, env = "AIA_CLIENT", default_value = "demo")]
     client: String,
     /// Origin header to send [default: the origin of --url].
-    #[arg(long)]
+    #[arg(long, env = "AIA_ORIGIN")]
     origin: Option<String>,
     /// Resume this session (the token printed on stderr by an earlier ask).
-    #[arg(long)]
+    #[arg(long, env = "AIA_SESSION", hide_env_values = true)]
     session: Option<String>,
     /// After the reply, stay connected this many seconds and print every further message.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, env = "AIA_LISTEN", value_name = "SECS")]
     listen: Option<u64>,
     /// Give up after this many seconds without a reply.
-    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    #[arg(long, env = "AIA_TIMEOUT", value_name = "SECS", default_value_t = 15)]
     timeout: u64,
     /// The question.
     question: String,

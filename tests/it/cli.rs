@@ -166,3 +166,18 @@ async fn ask_prints_the_reply_and_refusals() {
     All products have a 2-year warranty against manufacturing defects from the date of delivery. Some brands add their own longer warranty.
     ");
 }
+
+#[tokio::test]
+async fn ask_times_out_with_a_one_line_reason() {
+    // A listener that never completes the WebSocket handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["ask", "--url", &url, "--timeout", "1", "hello?"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
+    assert!(stderr(&out).starts_with("timeout: "), "{}", stderr(&out));
+    drop(silent);
+}
