@@ -36,15 +36,13 @@ pub struct Reply {
 /// How sure retrieval must be before an entry is given as the answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Confidence {
-    /// Minimum share of the question's distinct terms the entry must contain.
-    pub min_coverage: f32,
-    /// Minimum BM25 score.
-    pub min_score: f32,
+    /// Minimum retrieval confidence (0–1) to answer with the best entry.
+    pub threshold: f32,
 }
 
 impl Default for Confidence {
     fn default() -> Self {
-        Confidence { min_coverage: 0.6, min_score: 1.0 }
+        Confidence { threshold: 0.6 }
     }
 }
 
@@ -59,7 +57,7 @@ pub struct Persona<'a> {
 pub fn answer(knowledge: &KnowledgeIndex, persona: Persona<'_>, confidence: Confidence, question: &str) -> Reply {
     let best = knowledge.search(question, 1).into_iter().next();
     match best {
-        Some(hit) if hit.coverage >= confidence.min_coverage && hit.score >= confidence.min_score => {
+        Some(hit) if hit.confidence >= confidence.threshold => {
             let entry = &knowledge.entries()[hit.entry];
             Reply { text: entry.answer.clone(), source: Source::Knowledge, entry_id: Some(entry.id.clone()) }
         }

@@ -3,6 +3,8 @@
 
 mod ask;
 mod client;
+mod eval;
+mod knowledge;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,15 @@ enum Command {
     },
     /// Ask a question over the WebSocket exactly as the widget does, and print the reply.
     Ask(ask::AskArgs),
+    /// Manage a client's knowledge (FAQ entries).
+    Knowledge {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: knowledge::KnowledgeCommand,
+    },
+    /// Measure retrieval quality on a benchmark file (top-1, recall@3, MRR@10, no-answer).
+    Eval(eval::EvalArgs),
 }
 
 fn init_logging() {
@@ -51,6 +62,8 @@ pub fn main() -> ExitCode {
             }
             Command::Client { store, command } => client::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Ask(args) => Ok(ask::run(args).await),
+            Command::Knowledge { store, command } => knowledge::run(&store, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Eval(args) => eval::run(args).map(|_| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -1,13 +1,17 @@
-//! Full-text retrieval over FAQ entries with tantivy (BM25). Visitor text is never parsed as
-//! query syntax: it is analysed with the index's own analyser and turned into term queries,
-//! so any input is safe. Each hit carries how much of the query it covers, which the
-//! assistant uses to decide whether it is confident.
+//! Full-text retrieval over FAQ entries with tantivy (BM25). An entry is scored from three
+//! kinds of document: all its phrasings together (question and variants, like one FAQ page),
+//! its best single phrasing (so one close paraphrase counts even among many variants), and its
+//! answer. The weights are the same for every client and data set (chosen on the development
+//! sets, see BENCHMARKS.md). Visitor text is never parsed as query syntax: it is analysed with
+//! the index's own analyser and turned into term queries, so any input is safe. Each hit
+//! carries a confidence in [0, 1] for the "don't know" decision.
 
 use std::collections::{HashMap, HashSet};
 
 use tantivy::collector::TopDocs;
+use tantivy::columnar::Column;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value};
+use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
@@ -16,19 +20,34 @@ use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term, doc};
 use super::KnowledgeEntry;
 
 const ANALYZER: &str = "aia";
-const QUESTION_BOOST: f32 = 2.0;
+/// Weight of the best single phrasing's score.
+const PHRASING_WEIGHT: f32 = 0.3;
+/// Weight of the answer's score (all phrasings together weigh 1).
+const ANSWER_WEIGHT: f32 = 1.0;
 
 /// One retrieved entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     /// Position of the entry in [`KnowledgeIndex::entries`].
     pub entry: usize,
-    /// BM25 score (question matches boosted).
+    /// Relevance: all phrasings' BM25 + weighted best phrasing + weighted answer.
     pub score: f32,
-    /// Share of the query found in the entry (0–1), each distinct term weighted by its IDF so
-    /// that a rare or unknown word the entry lacks weighs more than a common one.
-    pub coverage: f32,
+    /// How sure retrieval is that this entry answers the query, in [0, 1]: the share of the
+    /// query's content words the entry contains, each weighted by its IDF so that a rare or
+    /// unknown word the entry lacks weighs more than a common one.
+    pub confidence: f32,
 }
+
+/// Which part of an entry a document holds (stored in the `slot` fast field as
+/// `entry * 3 + kind`).
+#[derive(Clone, Copy)]
+enum Kind {
+    Phrasing = 0,
+    Answer = 1,
+    Phrasings = 2,
+}
+
+const SLOT: &str = "slot";
 
 /// An immutable, searchable snapshot of one client's knowledge.
 pub struct KnowledgeIndex {
@@ -36,11 +55,12 @@ pub struct KnowledgeIndex {
     entry_terms: Vec<HashSet<String>>,
     doc_freq: HashMap<String, u32>,
     reader: Option<IndexReader>,
+    docs: usize,
     analyzer: TextAnalyzer,
     content_analyzer: TextAnalyzer,
-    question: Field,
+    phrasing: Field,
+    phrasings: Field,
     answer: Field,
-    position: Field,
 }
 
 impl std::fmt::Debug for KnowledgeIndex {
@@ -49,6 +69,8 @@ impl std::fmt::Debug for KnowledgeIndex {
     }
 }
 
+/// The analyser language for a client's `language` code (ISO 639-1, region ignored); codes
+/// without a tantivy stemmer fall back to English rules.
 fn language(code: &str) -> Language {
     match code.get(..2).unwrap_or("").to_ascii_lowercase().as_str() {
         "ar" => Language::Arabic,
@@ -196,25 +218,22 @@ const ENGLISH_STOP_WORDS: &[&str] = &[
     "yes",
 ];
 
-/// The ranking analyser keeps question words ("how do I return" ranks "How do I return an
-/// item?" first); the content analyser drops them to judge what the question is about.
-fn analyzer(code: &str, content: bool) -> TextAnalyzer {
+/// The ranking analyser keeps every word (stop words carry meaning in short intents: "turn
+/// off" vs "turn on"); the content analyser drops question words, pronouns and stop words to
+/// judge what a question is about.
+fn make_analyzer(code: &str, content: bool) -> TextAnalyzer {
     let lang = language(code);
     let builder =
         TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(40)).filter(LowerCaser);
-    let stop = if lang == Language::English && content {
-        Some(StopWordFilter::remove(ENGLISH_STOP_WORDS.iter().map(|w| w.to_string())))
-    } else {
-        StopWordFilter::new(lang)
+    let stop = match (content, lang) {
+        (false, _) => None,
+        (true, Language::English) => Some(StopWordFilter::remove(ENGLISH_STOP_WORDS.iter().map(|w| w.to_string()))),
+        (true, lang) => StopWordFilter::new(lang),
     };
     match stop {
         Some(stop) => builder.filter(stop).filter(Stemmer::new(lang)).build(),
         None => builder.filter(Stemmer::new(lang)).build(),
     }
-}
-
-fn analyzer_for_content(code: &str) -> TextAnalyzer {
-    analyzer(code, true)
 }
 
 fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
@@ -226,28 +245,50 @@ fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     out
 }
 
+fn term_query(field: Field, term: &str, weight: f32) -> (Occur, Box<dyn Query>) {
+    let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
+    if weight == 1.0 {
+        (Occur::Should, Box::new(q))
+    } else {
+        (Occur::Should, Box::new(BoostQuery::new(Box::new(q), weight)))
+    }
+}
+
+fn sorted_unique(mut terms: Vec<String>) -> Vec<String> {
+    terms.sort();
+    terms.dedup();
+    terms
+}
+
 impl KnowledgeIndex {
     /// Indexes `entries` analysed for `language` (an ISO code such as `en` or `de`).
     pub fn build(entries: Vec<KnowledgeEntry>, language: &str) -> tantivy::Result<KnowledgeIndex> {
         let mut schema = Schema::builder();
-        let text = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        );
-        let question = schema.add_text_field("question", text.clone());
-        let answer = schema.add_text_field("answer", text);
-        let position = schema.add_u64_field("position", NumericOptions::default().set_stored());
-        let mut analyzer = analyzer(language, false);
-        let content_analyzer = analyzer_for_content(language);
+        let indexing =
+            TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs);
+        let text = || TextOptions::default().set_indexing_options(indexing.clone());
+        let phrasing = schema.add_text_field("phrasing", text());
+        let phrasings = schema.add_text_field("phrasings", text());
+        let answer = schema.add_text_field("answer", text());
+        let slot = schema.add_u64_field(SLOT, FAST);
+        let mut analyzer = make_analyzer(language, false);
+        let content_analyzer = make_analyzer(language, true);
         let entry_terms: Vec<HashSet<String>> = entries
             .iter()
-            .map(|e| terms(&mut analyzer, &format!("{}\n{}", e.question, e.answer)).into_iter().collect())
+            .map(|e| {
+                let mut all = terms(&mut analyzer, &e.question);
+                for v in &e.variants {
+                    all.extend(terms(&mut analyzer, v));
+                }
+                all.extend(terms(&mut analyzer, &e.answer));
+                all.into_iter().collect()
+            })
             .collect();
         let mut doc_freq: HashMap<String, u32> = HashMap::new();
         for t in entry_terms.iter().flatten() {
             *doc_freq.entry(t.clone()).or_default() += 1;
         }
+        let mut docs = 0;
         let reader = if entries.is_empty() {
             None
         } else {
@@ -255,9 +296,18 @@ impl KnowledgeIndex {
             index.tokenizers().register(ANALYZER, analyzer.clone());
             let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 15_000_000)?;
             for (i, e) in entries.iter().enumerate() {
-                writer.add_document(
-                    doc!(question => e.question.as_str(), answer => e.answer.as_str(), position => i as u64),
-                )?;
+                let at = |kind: Kind| i as u64 * 3 + kind as u64;
+                let all: Vec<&str> =
+                    std::iter::once(e.question.as_str()).chain(e.variants.iter().map(String::as_str)).collect();
+                for p in &all {
+                    writer.add_document(doc!(phrasing => *p, slot => at(Kind::Phrasing)))?;
+                }
+                writer.add_document(doc!(phrasings => all.join("\n"), slot => at(Kind::Phrasings)))?;
+                docs += all.len() + 1;
+                if !e.answer.is_empty() {
+                    writer.add_document(doc!(answer => e.answer.as_str(), slot => at(Kind::Answer)))?;
+                    docs += 1;
+                }
             }
             writer.commit()?;
             writer.wait_merging_threads()?;
@@ -268,11 +318,12 @@ impl KnowledgeIndex {
             entry_terms,
             doc_freq,
             reader,
+            docs,
             analyzer,
             content_analyzer,
-            question,
+            phrasing,
+            phrasings,
             answer,
-            position,
         })
     }
 
@@ -281,45 +332,84 @@ impl KnowledgeIndex {
         &self.entries
     }
 
-    /// BM25's inverse document frequency of a term; unknown terms weigh the most.
+    /// BM25's inverse document frequency of a term over entries; unknown terms weigh the most.
     fn idf(&self, term: &str) -> f32 {
         let n = self.entries.len() as f32;
         let df = self.doc_freq.get(term).copied().unwrap_or(0) as f32;
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
-    /// The best `limit` entries for `query`, best first.
-    pub fn search(&self, query: &str, limit: usize) -> Vec<Hit> {
-        let Some(reader) = &self.reader else { return Vec::new() };
-        let mut query_terms = terms(&mut self.analyzer.clone(), query);
-        query_terms.sort();
-        query_terms.dedup();
-        let mut content_terms = terms(&mut self.content_analyzer.clone(), query);
-        content_terms.sort();
-        content_terms.dedup();
-        if query_terms.is_empty() {
-            return Vec::new();
-        }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(query_terms.len() * 2);
-        for t in &query_terms {
-            let q = TermQuery::new(Term::from_field_text(self.question, t), IndexRecordOption::WithFreqs);
-            clauses.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), QUESTION_BOOST))));
-            let a = TermQuery::new(Term::from_field_text(self.answer, t), IndexRecordOption::WithFreqs);
-            clauses.push((Occur::Should, Box::new(a)));
+    /// Scores of the entries among the best `docs` documents, by entry position.
+    fn entry_scores(&self, query_terms: &[String], docs: usize) -> HashMap<usize, f32> {
+        let Some(reader) = &self.reader else { return HashMap::new() };
+        let mut clauses = Vec::with_capacity(query_terms.len() * 3);
+        for t in query_terms {
+            clauses.push(term_query(self.phrasings, t, 1.0));
+            clauses.push(term_query(self.phrasing, t, PHRASING_WEIGHT));
+            clauses.push(term_query(self.answer, t, ANSWER_WEIGHT));
         }
         let searcher = reader.searcher();
-        let Ok(top) = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit).order_by_score()) else {
-            return Vec::new();
+        let Ok(top) = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(docs.max(1)).order_by_score())
+        else {
+            return HashMap::new();
         };
-        top.into_iter()
-            .filter_map(|(score, addr)| {
-                let doc: TantivyDocument = searcher.doc(addr).ok()?;
-                let entry = doc.get_first(self.position)?.as_u64()? as usize;
-                let known = self.entry_terms.get(entry)?;
-                let covered: f32 = content_terms.iter().filter(|t| known.contains(*t)).map(|t| self.idf(t)).sum();
-                let total: f32 = content_terms.iter().map(|t| self.idf(t)).sum();
-                Some(Hit { entry, score, coverage: if total > 0.0 { covered / total } else { 0.0 } })
-            })
+        let columns: Vec<Option<Column<u64>>> =
+            searcher.segment_readers().iter().map(|r| r.fast_fields().u64(SLOT).ok()).collect();
+        let mut parts: HashMap<usize, [f32; 3]> = HashMap::new();
+        for (score, addr) in top {
+            let Some(slot) = columns[addr.segment_ord as usize].as_ref().and_then(|c| c.first(addr.doc_id)) else {
+                continue;
+            };
+            let part = &mut parts.entry((slot / 3) as usize).or_default()[(slot % 3) as usize];
+            *part = part.max(score);
+        }
+        parts.into_iter().map(|(entry, p)| (entry, p.iter().sum())).collect()
+    }
+
+    fn confidence(&self, content_terms: &[String], entry: usize) -> f32 {
+        let Some(known) = self.entry_terms.get(entry) else { return 0.0 };
+        let covered: f32 = content_terms.iter().filter(|t| known.contains(*t)).map(|t| self.idf(t)).sum();
+        let total: f32 = content_terms.iter().map(|t| self.idf(t)).sum();
+        if total > 0.0 { covered / total } else { 0.0 }
+    }
+
+    fn query_terms(&self, query: &str) -> (Vec<String>, Vec<String>) {
+        (
+            sorted_unique(terms(&mut self.analyzer.clone(), query)),
+            sorted_unique(terms(&mut self.content_analyzer.clone(), query)),
+        )
+    }
+
+    /// The best `limit` entries for `query`, best first.
+    pub fn search(&self, query: &str, limit: usize) -> Vec<Hit> {
+        let (rank_terms, content_terms) = self.query_terms(query);
+        if rank_terms.is_empty() {
+            return Vec::new();
+        }
+        let mut hits: Vec<(usize, f32)> = self.entry_scores(&rank_terms, (limit * 20).max(200)).into_iter().collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        hits.truncate(limit);
+        hits.into_iter()
+            .map(|(entry, score)| Hit { entry, score, confidence: self.confidence(&content_terms, entry) })
             .collect()
+    }
+
+    /// A score for every entry (0 where nothing matched) and the confidence of the best one:
+    /// what `eval` ranks with.
+    pub fn score_all(&self, query: &str) -> (Vec<f32>, f32) {
+        let mut all = vec![0.0; self.entries.len()];
+        let (rank_terms, content_terms) = self.query_terms(query);
+        if rank_terms.is_empty() {
+            return (all, 0.0);
+        }
+        for (entry, score) in self.entry_scores(&rank_terms, self.docs) {
+            all[entry] = score;
+        }
+        let best = all.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)));
+        let confidence = match best {
+            Some((i, s)) if *s > 0.0 => self.confidence(&content_terms, i),
+            _ => 0.0,
+        };
+        (all, confidence)
     }
 }

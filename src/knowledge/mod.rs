@@ -2,6 +2,8 @@
 //! The index lives in memory and is rebuilt from the store whenever the client's knowledge
 //! version changes, so no other process ever touches it.
 
+pub mod dataset;
+pub mod eval;
 mod index;
 
 pub use index::{Hit, KnowledgeIndex};

@@ -61,6 +61,9 @@ pub struct KnowledgeEntry {
     pub id: String,
     pub question: String,
     pub answer: String,
+    /// Other phrasings of the question, indexed with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

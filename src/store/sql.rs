@@ -67,7 +67,12 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new().min_connections(1).max_connections(1).connect_with(options.clone()).await?;
-        migrator(&[(1, "init", include_str!("../../migrations/sqlite/0001_init.sql"))]).run(&pool).await?;
+        migrator(&[
+            (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
+            (2, "knowledge variants", include_str!("../../migrations/sqlite/0002_knowledge_variants.sql")),
+        ])
+        .run(&pool)
+        .await?;
         let reader = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(3)
@@ -162,7 +167,12 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-        migrator(&[(1, "init", include_str!("../../migrations/postgres/0001_init.sql"))]).run(&pool).await?;
+        migrator(&[
+            (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
+            (2, "knowledge variants", include_str!("../../migrations/postgres/0002_knowledge_variants.sql")),
+        ])
+        .run(&pool)
+        .await?;
         Ok(Self { reader: pool.clone(), pool })
     }
 
@@ -394,8 +404,8 @@ macro_rules! sql_store {
                 for (position, entry) in entries.iter().enumerate() {
                     sqlx::query(
                         "INSERT INTO knowledge_entries \
-                         (client_id, entry_id, position, question, answer, category, url) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                         (client_id, entry_id, position, question, answer, category, url, variants) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     )
                     .bind(client_id)
                     .bind(&entry.id)
@@ -404,6 +414,7 @@ macro_rules! sql_store {
                     .bind(&entry.answer)
                     .bind(&entry.category)
                     .bind(&entry.url)
+                    .bind(serde_json::to_string(&entry.variants).expect("strings serialise"))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -413,7 +424,7 @@ macro_rules! sql_store {
 
             async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>> {
                 let rows = sqlx::query(
-                    "SELECT entry_id, question, answer, category, url FROM knowledge_entries \
+                    "SELECT entry_id, question, answer, category, url, variants FROM knowledge_entries \
                      WHERE client_id = $1 ORDER BY position",
                 )
                 .bind(client_id)
@@ -427,6 +438,7 @@ macro_rules! sql_store {
                             answer: r.try_get(2)?,
                             category: r.try_get(3)?,
                             url: r.try_get(4)?,
+                            variants: serde_json::from_str(&r.try_get::<String, _>(5)?).unwrap_or_default(),
                         })
                     })
                     .collect()

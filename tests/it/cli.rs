@@ -181,3 +181,40 @@ async fn ask_times_out_with_a_one_line_reason() {
     assert!(stderr(&out).starts_with("timeout: "), "{}", stderr(&out));
     drop(silent);
 }
+
+#[tokio::test]
+async fn knowledge_import_is_answered_by_the_running_server() {
+    let app = TestApp::spawn().await;
+    let file = app.data_dir().join("faq.json");
+    std::fs::write(
+        &file,
+        serde_json::to_string(&json!({
+            "name": "tiny",
+            "faqs": [
+                {"id": "sauna", "question": "Does the hotel have a sauna?", "answer": "Yes, on the roof, open 7-22.",
+                 "variants": ["Is there a spa or steam room?"]},
+                {"id": "parking", "question": "Where can I park?", "answer": "In the garage under the hotel."}
+            ],
+            "queries": []
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = app.cli(&["knowledge", "import", "demo", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "imported 2 entries into demo\n");
+    let started = Instant::now();
+    loop {
+        let (mut ws, _) = app.visitor(None).await;
+        let (_, answer) = ws.ask("spa", "is there a steam room").await;
+        if answer["entryId"] == "sauna" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "new knowledge not served: {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(&file, r#"{"faqs": [{"id": "a", "question": "q"}, {"id": "a", "question": "q2"}]}"#).unwrap();
+    let out = app.cli(&["knowledge", "import", "demo", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("duplicate id 'a'"), "{}", stderr(&out));
+}

@@ -52,11 +52,13 @@ async fn conformance(store: Arc<dyn Store>) {
         answer: format!("a {id}"),
         category: Some("c".into()),
         url: None,
+        variants: vec![format!("v {id}"), "other".into()],
     };
     store.knowledge_replace(c.id, &[e("2"), e("1")]).await.unwrap();
     store.knowledge_replace(c.id, &[e("3"), e("1"), e("2")]).await.unwrap();
     let ids: Vec<String> = store.knowledge_list(c.id).await.unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(ids, ["3", "1", "2"]);
+    assert_eq!(store.knowledge_list(c.id).await.unwrap()[0], e("3"), "every field round-trips");
     assert_eq!(store.client_get("shop").await.unwrap().unwrap().knowledge_version, c.knowledge_version + 2);
 
     // sessions are found by token hash and client only
