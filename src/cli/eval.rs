@@ -22,6 +22,9 @@ pub struct EvalArgs {
     /// Language of the texts (stemming and stop words).
     #[arg(long, default_value = "en")]
     language: String,
+    /// Decide "no answer" at this confidence instead of the shipped threshold.
+    #[arg(long)]
+    threshold: Option<f32>,
     /// Also print the threshold that maximises balanced accuracy on this file (for tuning).
     #[arg(long)]
     sweep: bool,
@@ -83,7 +86,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let dataset = Dataset::parse(&text).with_context(|| format!("parsing {}", args.file.display()))?;
     let judged = judge(&dataset, &args.language)?;
-    let threshold = Confidence::default().threshold;
+    let threshold = args.threshold.unwrap_or(Confidence::default().threshold);
     let r = report(&judged, threshold);
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
