@@ -4,7 +4,8 @@
 //! - [`config`]: server settings from flags, `AIA_…` environment and a TOML file.
 //! - [`clients`]: a client's settings table, validation, origins, secrets at rest.
 //! - [`store`]: persistence behind one trait (SQLite or PostgreSQL).
-//! - [`knowledge`]: FAQ entries and their full-text index.
+//! - [`knowledge`]: FAQ entries, training from GraphQL, and their full-text index.
+//! - [`outbound`]: the HTTP client for upstream services, with the upstream address policy.
 //! - [`assistant`]: the per-message brain (today: the built-in answerer).
 //! - [`realtime`]: the frame protocol, the session hub and abuse limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod http;
 pub mod ids;
 pub mod knowledge;
+pub mod outbound;
 pub mod realtime;
 pub mod registry;
 pub mod store;

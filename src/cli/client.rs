@@ -101,6 +101,9 @@ fn notes(s: &ClientSettings) -> Vec<&'static str> {
     if s.get("graphql_url").is_empty() {
         notes.push("graphql_url is empty: no training source is configured");
     }
+    if s.get("chunk_size").parse::<u32>().is_ok_and(|n| n > crate::knowledge::train::MAX_PAGE_SIZE) {
+        notes.push("chunk_size is above 1,000: paged queries fetch 1,000 entries a page (stores cap page sizes)");
+    }
     if !s.is_set("model_token") && s.get("model_url").is_empty() {
         notes.push("no model configured: the assistant answers from the knowledge base on its own");
     }

@@ -5,6 +5,7 @@ mod ask;
 mod client;
 mod eval;
 mod knowledge;
+mod train;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     },
     /// Ask a question over the WebSocket exactly as the widget does, and print the reply.
     Ask(ask::AskArgs),
+    /// Pull a client's FAQ from its GraphQL source into its knowledge.
+    Train(train::TrainArgs),
     /// Manage a client's knowledge (FAQ entries).
     Knowledge {
         #[command(flatten)]
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
             Command::Client { store, command } => client::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Ask(args) => Ok(ask::run(args).await),
             Command::Knowledge { store, command } => knowledge::run(&store, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Train(args) => train::run(args).await.map(|_| ExitCode::SUCCESS),
             Command::Eval(args) => eval::run(args).map(|_| ExitCode::SUCCESS),
         }
     });

@@ -170,6 +170,22 @@ pub fn normalize(def: &SettingDef, raw: &str, policy: UpstreamPolicy) -> Result<
             Ok(n) if (min..=max).contains(&n) => n.to_string(),
             _ => return Err(invalid(key, format!("must be a whole number from {min} to {max}"))),
         },
+        Kind::FieldMapping => {
+            crate::knowledge::extract::Mapping::parse(trimmed).map_err(|e| invalid(key, e))?;
+            trimmed.to_string()
+        }
+        Kind::SecretHeaders => {
+            let parsed: Result<BTreeMap<String, String>, _> = serde_json::from_str(trimmed);
+            let headers =
+                parsed.map_err(|_| invalid(key, "must be a JSON object of strings, e.g. {\"Store\": \"de_de\"}"))?;
+            for (name, value) in &headers {
+                let ok_name = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+                if !ok_name || value.chars().any(char::is_control) {
+                    return Err(invalid(key, format!("'{name}' is not a valid header")));
+                }
+            }
+            trimmed.to_string()
+        }
         Kind::Secret => {
             if raw.chars().count() > 4096 || raw.chars().any(char::is_control) {
                 return Err(invalid(key, "is not a valid token"));

@@ -25,6 +25,10 @@ pub enum Kind {
     Int { min: i64, max: i64 },
     /// A write-only secret.
     Secret,
+    /// A GraphQL field mapping (`question=title,answer=content.html`).
+    FieldMapping,
+    /// Write-only HTTP headers, a JSON object of strings (e.g. `{"Store": "de_de"}`).
+    SecretHeaders,
 }
 
 /// The admin panel's groups, in the product's order.
@@ -67,7 +71,7 @@ pub struct SettingDef {
 impl SettingDef {
     /// Whether the value is write-only and encrypted at rest.
     pub fn secret(&self) -> bool {
-        self.kind == Kind::Secret
+        matches!(self.kind, Kind::Secret | Kind::SecretHeaders)
     }
 }
 
@@ -80,6 +84,10 @@ const fn def(key: &'static str, kind: Kind, default: &'static str, group: Group,
 
 const fn secret(key: &'static str, group: Group, follows: &'static str, help: &'static str) -> SettingDef {
     SettingDef { key, kind: Kind::Secret, default: "", group, follows: Some(follows), help }
+}
+
+const fn secret_headers(key: &'static str, group: Group, follows: &'static str, help: &'static str) -> SettingDef {
+    SettingDef { key, kind: Kind::SecretHeaders, default: "", group, follows: Some(follows), help }
 }
 
 /// Every client setting, in admin-panel order.
@@ -140,7 +148,26 @@ pub const SETTINGS: &[SettingDef] = &[
         Group::Training,
         "GraphQL API URL of the training source; empty means none.",
     ),
-    def("chunk_size", Kind::Int { min: 1, max: 10_000 }, "100", Group::Training, "Entries fetched per training batch."),
+    def(
+        "chunk_size",
+        Kind::Int { min: 1, max: 10_000_000 },
+        "100",
+        Group::Training,
+        "Page size of paged queries (above 1,000 clamped to 1,000); batch size of writes otherwise.",
+    ),
+    secret_headers(
+        "graphql_headers",
+        Group::Training,
+        "graphql_url",
+        "Headers sent to the GraphQL source, a JSON object, e.g. {\"Store\": \"de_de\"}.",
+    ),
+    def(
+        "graphql_fields",
+        Kind::FieldMapping,
+        "",
+        Group::Training,
+        "Field mapping, e.g. question=title,answer=content.html,id=faq_id; empty finds them.",
+    ),
     secret("operator_token", Group::Operator, "operator_url", "Chatwoot access token."),
     def("operator_url", Kind::UpstreamUrl, "", Group::Operator, "Chatwoot URL."),
     def(
@@ -194,6 +221,8 @@ pub fn markdown_table() -> String {
             Kind::Int { min, max } if max == i64::MAX => format!("integer ≥ {min}"),
             Kind::Int { min, max } => format!("integer {min}–{max}"),
             Kind::Secret => "password (write-only)".to_string(),
+            Kind::SecretHeaders => "headers, JSON object (write-only)".to_string(),
+            Kind::FieldMapping => "field mapping `key=path,…`".to_string(),
         };
         let default = if d.default.is_empty() { String::new() } else { format!("`{}`", d.default) };
         let secret = match d.follows {

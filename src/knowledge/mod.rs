@@ -4,7 +4,11 @@
 
 pub mod dataset;
 pub mod eval;
+pub mod extract;
+pub mod graphql;
+pub mod html;
 mod index;
+pub mod train;
 
 pub use index::{Hit, KnowledgeIndex};
 

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (linking the dependency graph once), each module a group.
 //! Every test starts the real server on port 0 and talks to it over HTTP and WebSocket.
 
+mod graphql_fake;
 mod support;
 
 mod bad_input;
@@ -10,3 +11,4 @@ mod cli;
 mod origins;
 mod shutdown;
 mod store;
+mod training;

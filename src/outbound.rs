@@ -1,0 +1,51 @@
+//! The one HTTP client for requests the server makes on a client's behalf (GraphQL sources
+//! now; models, Chatwoot and Trello later). Host names are resolved through the upstream
+//! policy, so a name that resolves to a link-local or cloud-metadata address (or, with
+//! `--deny-private-upstreams`, a private one) is refused at request time, not only when the
+//! URL was configured.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::clients::UpstreamPolicy;
+
+struct GuardedResolver {
+    policy: UpstreamPolicy,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                resolved.iter().copied().filter(|a| policy.check_ip(a.ip()).is_ok()).collect();
+            if allowed.is_empty() {
+                let why = match resolved.first().map(|a| policy.check_ip(a.ip())) {
+                    Some(Err(e)) => format!("{host} {e}"),
+                    _ => format!("{host} did not resolve"),
+                };
+                return Err(why.into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Builds the outbound client: rustls with the platform's roots, the guarded resolver, no
+/// redirects to other hosts' credentials (reqwest drops sensitive headers on cross-host
+/// redirects), and a total timeout per request.
+pub fn client(policy: UpstreamPolicy, timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver { policy }))
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("aia-chat/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client configuration is valid")
+}
