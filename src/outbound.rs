@@ -36,11 +36,16 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Installs the process-wide TLS crypto provider (ring) once; every reqwest client needs it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Builds the outbound client: rustls with the platform's roots, the guarded resolver, no
 /// redirects to other hosts' credentials (reqwest drops sensitive headers on cross-host
 /// redirects), and a total timeout per request.
 pub fn client(policy: UpstreamPolicy, timeout: Duration) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver { policy }))
         .timeout(timeout)

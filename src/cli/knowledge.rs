@@ -38,8 +38,9 @@ pub async fn run(args: &StoreArgs, command: KnowledgeCommand) -> anyhow::Result<
                     bail!("{}: faqs[{i}]: duplicate id '{}'", file.display(), e.id);
                 }
             }
-            store.knowledge_replace(row.id, &entries).await?;
-            println!("imported {} entries into {uid}", entries.len());
+            let written = store.knowledge_replace(row.id, &entries).await?;
+            let what = if written.changed { "" } else { " (no changes, nothing written)" };
+            println!("imported {} entries into {uid}{what}", entries.len());
         }
     }
     Ok(())

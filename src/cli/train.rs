@@ -95,7 +95,7 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
     if fetched.entries.is_empty() {
         bail!("training {uid} found no FAQ entries in the source (the previous knowledge keeps serving)");
     }
-    store.knowledge_replace(row.id, &fetched.entries).await?;
+    let written = store.knowledge_replace(row.id, &fetched.entries).await?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -105,11 +105,22 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         if fetched.warnings.len() > 20 {
             eprintln!("warning: … and {} more", fetched.warnings.len() - 20);
         }
-        println!("trained {uid}: {} entries from {} pages in {seconds:.1} s", fetched.entries.len(), fetched.pages);
+        let what = if written.changed {
+            format!("{} added, {} updated, {} removed", written.added, written.updated, written.removed)
+        } else {
+            "no changes, nothing written".to_string()
+        };
+        println!(
+            "trained {uid}: {} entries from {} pages in {seconds:.1} s ({what})",
+            fetched.entries.len(),
+            fetched.pages
+        );
     } else {
         let summary = json!({
             "client": uid, "entries": fetched.entries.len(), "pages": fetched.pages,
             "warnings": fetched.warnings.len(), "seconds": (seconds * 1000.0).round() / 1000.0,
+            "changed": written.changed, "added": written.added, "updated": written.updated,
+            "removed": written.removed, "unchanged": written.unchanged,
         });
         println!("{summary}");
     }

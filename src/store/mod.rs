@@ -70,6 +70,44 @@ pub struct KnowledgeEntry {
     pub url: Option<String>,
 }
 
+/// What a knowledge replacement changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KnowledgeWrite {
+    /// Whether anything was written (false: same entries, same order).
+    pub changed: bool,
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub unchanged: usize,
+}
+
+impl KnowledgeWrite {
+    /// Compares the stored `(id, hash)` list with the new entries and their hashes.
+    pub fn between(stored: &[(String, String)], entries: &[KnowledgeEntry], hashes: &[String]) -> KnowledgeWrite {
+        let old: std::collections::HashMap<&str, &str> = stored.iter().map(|(i, h)| (i.as_str(), h.as_str())).collect();
+        let mut w = KnowledgeWrite::default();
+        for (e, h) in entries.iter().zip(hashes) {
+            match old.get(e.id.as_str()) {
+                None => w.added += 1,
+                Some(o) if o == h => w.unchanged += 1,
+                Some(_) => w.updated += 1,
+            }
+        }
+        let new: std::collections::HashSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        w.removed = stored.iter().filter(|(i, _)| !new.contains(i.as_str())).count();
+        let same_order = stored.len() == entries.len() && stored.iter().zip(entries).all(|((i, _), e)| *i == e.id);
+        w.changed = w.added + w.updated + w.removed > 0 || !same_order;
+        w
+    }
+}
+
+/// The content hash of an entry: what makes a re-train with no changes write nothing.
+pub fn content_hash(e: &KnowledgeEntry) -> String {
+    use sha2::Digest;
+    let json = serde_json::to_vec(e).expect("entries serialise");
+    hex::encode(&sha2::Sha256::digest(&json)[..16])
+}
+
 /// A visitor session; the bearer token itself is never stored, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -161,8 +199,10 @@ pub trait Store: Send + Sync + 'static {
     async fn settings_get(&self, client_id: i64) -> StoreResult<Vec<StoredSetting>>;
     /// Applies all writes atomically and bumps the client's settings version.
     async fn settings_put(&self, client_id: i64, writes: &[SettingWrite]) -> StoreResult<()>;
-    /// Replaces a client's knowledge atomically and bumps its knowledge version.
-    async fn knowledge_replace(&self, client_id: i64, entries: &[KnowledgeEntry]) -> StoreResult<()>;
+    /// Replaces a client's knowledge: written as a new generation in transactions of at most
+    /// 1,000 rows, then switched to atomically (bumping the knowledge version). Nothing is
+    /// written when every entry's content hash and the order are unchanged.
+    async fn knowledge_replace(&self, client_id: i64, entries: &[KnowledgeEntry]) -> StoreResult<KnowledgeWrite>;
     /// A client's knowledge in stored order.
     async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>>;
     /// Starts a session.

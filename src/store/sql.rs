@@ -70,6 +70,7 @@ impl SqliteStore {
         migrator(&[
             (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
             (2, "knowledge variants", include_str!("../../migrations/sqlite/0002_knowledge_variants.sql")),
+            (3, "knowledge generations", include_str!("../../migrations/sqlite/0003_knowledge_generations.sql")),
         ])
         .run(&pool)
         .await?;
@@ -170,6 +171,7 @@ impl PostgresStore {
         migrator(&[
             (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
             (2, "knowledge variants", include_str!("../../migrations/postgres/0002_knowledge_variants.sql")),
+            (3, "knowledge generations", include_str!("../../migrations/postgres/0003_knowledge_generations.sql")),
         ])
         .run(&pool)
         .await?;
@@ -290,6 +292,10 @@ where
     })
 }
 
+/// Rows per transaction when writing knowledge, so visitors' writes never queue behind a
+/// long training transaction.
+const KNOWLEDGE_BATCH: usize = 1_000;
+
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -388,44 +394,90 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn knowledge_replace(&self, client_id: i64, entries: &[KnowledgeEntry]) -> StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
-                let bumped = sqlx::query("UPDATE clients SET knowledge_version = knowledge_version + 1 WHERE id = $1")
+            async fn knowledge_replace(&self, client_id: i64, entries: &[KnowledgeEntry]) -> StoreResult<KnowledgeWrite> {
+                let current: i64 = sqlx::query("SELECT knowledge_generation FROM clients WHERE id = $1")
                     .bind(client_id)
-                    .execute(&mut *tx)
-                    .await?;
-                if bumped.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("client #{client_id}")));
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("client #{client_id}")))?
+                    .try_get(0)?;
+                let stored: Vec<(String, String)> = sqlx::query(
+                    "SELECT entry_id, content_hash FROM knowledge_entries \
+                     WHERE client_id = $1 AND generation = $2 ORDER BY position",
+                )
+                .bind(client_id)
+                .bind(current)
+                .fetch_all(&self.reader)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+                let hashes: Vec<String> = entries.iter().map(content_hash).collect();
+                let diff = KnowledgeWrite::between(&stored, entries, &hashes);
+                if !diff.changed {
+                    return Ok(diff);
                 }
-                sqlx::query("DELETE FROM knowledge_entries WHERE client_id = $1")
+                // Leftovers of an interrupted run are never the current generation.
+                sqlx::query("DELETE FROM knowledge_entries WHERE client_id = $1 AND generation > $2")
                     .bind(client_id)
-                    .execute(&mut *tx)
+                    .bind(current)
+                    .execute(&self.pool)
                     .await?;
-                for (position, entry) in entries.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO knowledge_entries \
-                         (client_id, entry_id, position, question, answer, category, url, variants) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                let next = current + 1;
+                for (chunk_no, chunk) in entries.chunks(KNOWLEDGE_BATCH).enumerate() {
+                    let mut tx = self.pool.begin().await?;
+                    for (i, entry) in chunk.iter().enumerate() {
+                        let position = chunk_no * KNOWLEDGE_BATCH + i;
+                        sqlx::query(
+                            "INSERT INTO knowledge_entries (client_id, generation, entry_id, position, question, \
+                             answer, category, url, variants, content_hash) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        )
+                        .bind(client_id)
+                        .bind(next)
+                        .bind(&entry.id)
+                        .bind(position as i64)
+                        .bind(&entry.question)
+                        .bind(&entry.answer)
+                        .bind(&entry.category)
+                        .bind(&entry.url)
+                        .bind(serde_json::to_string(&entry.variants).expect("strings serialise"))
+                        .bind(&hashes[position])
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                }
+                sqlx::query(
+                    "UPDATE clients SET knowledge_generation = $2, knowledge_version = knowledge_version + 1 \
+                     WHERE id = $1",
+                )
+                .bind(client_id)
+                .bind(next)
+                .execute(&self.pool)
+                .await?;
+                loop {
+                    let deleted = sqlx::query(
+                        "DELETE FROM knowledge_entries WHERE client_id = $1 AND generation = $2 AND entry_id IN \
+                         (SELECT entry_id FROM knowledge_entries WHERE client_id = $1 AND generation = $2 LIMIT $3)",
                     )
                     .bind(client_id)
-                    .bind(&entry.id)
-                    .bind(position as i64)
-                    .bind(&entry.question)
-                    .bind(&entry.answer)
-                    .bind(&entry.category)
-                    .bind(&entry.url)
-                    .bind(serde_json::to_string(&entry.variants).expect("strings serialise"))
-                    .execute(&mut *tx)
+                    .bind(current)
+                    .bind(KNOWLEDGE_BATCH as i64)
+                    .execute(&self.pool)
                     .await?;
+                    if deleted.rows_affected() == 0 {
+                        break;
+                    }
                 }
-                tx.commit().await?;
-                Ok(())
+                Ok(diff)
             }
 
             async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>> {
                 let rows = sqlx::query(
-                    "SELECT entry_id, question, answer, category, url, variants FROM knowledge_entries \
-                     WHERE client_id = $1 ORDER BY position",
+                    "SELECT k.entry_id, k.question, k.answer, k.category, k.url, k.variants \
+                     FROM knowledge_entries k JOIN clients c ON c.id = k.client_id \
+                     WHERE k.client_id = $1 AND k.generation = c.knowledge_generation ORDER BY k.position",
                 )
                 .bind(client_id)
                 .fetch_all(&self.reader)

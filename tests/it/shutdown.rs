@@ -26,14 +26,16 @@ async fn shutdown_tells_sockets_to_reconnect_and_keeps_messages() {
 async fn the_binary_drains_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+    let server = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--shutdown-grace", "5s"])
         .env("AIA_DATA_DIR", dir.path())
         .env_remove("AIA_SECRET_KEY")
         .env_remove("AIA_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let mut server = KillOnDrop(Some(server));
     let base = format!("http://127.0.0.1:{port}");
     let mut ready = false;
     for _ in 0..200 {
@@ -51,10 +53,24 @@ async fn the_binary_drains_and_exits_cleanly_on_sigterm() {
     ws.hello(None).await;
     ws.ask("q", "Do you ship internationally?").await;
 
-    let killed = std::process::Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    let pid = server.0.as_ref().unwrap().id();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
     assert_eq!(ws.next_of("reconnect").await["reason"], "shutdown");
     assert_eq!(ws.close_code().await, Some(1001));
-    let status = tokio::task::spawn_blocking(move || server.wait().unwrap()).await.unwrap();
+    let mut child = server.0.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Kills the server if the test fails before it exits by itself.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

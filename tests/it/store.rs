@@ -54,12 +54,27 @@ async fn conformance(store: Arc<dyn Store>) {
         url: None,
         variants: vec![format!("v {id}"), "other".into()],
     };
-    store.knowledge_replace(c.id, &[e("2"), e("1")]).await.unwrap();
-    store.knowledge_replace(c.id, &[e("3"), e("1"), e("2")]).await.unwrap();
+    let first = store.knowledge_replace(c.id, &[e("2"), e("1")]).await.unwrap();
+    assert_eq!((first.changed, first.added), (true, 2));
+    let w = store.knowledge_replace(c.id, &[e("3"), e("1"), e("2")]).await.unwrap();
+    assert_eq!((w.added, w.unchanged, w.removed), (1, 2, 0));
     let ids: Vec<String> = store.knowledge_list(c.id).await.unwrap().into_iter().map(|e| e.id).collect();
     assert_eq!(ids, ["3", "1", "2"]);
+    // The same entries again write nothing and leave the version alone.
+    let same = store.knowledge_replace(c.id, &[e("3"), e("1"), e("2")]).await.unwrap();
+    assert!(!same.changed);
     assert_eq!(store.knowledge_list(c.id).await.unwrap()[0], e("3"), "every field round-trips");
-    assert_eq!(store.client_get("shop").await.unwrap().unwrap().knowledge_version, c.knowledge_version + 2);
+    // A changed and a removed entry; more than one batch of rows.
+    let mut changed = e("1");
+    changed.answer = "new".into();
+    let w = store.knowledge_replace(c.id, &[changed.clone(), e("3")]).await.unwrap();
+    assert_eq!((w.updated, w.removed, w.unchanged), (1, 1, 1));
+    assert_eq!(store.knowledge_list(c.id).await.unwrap(), [changed, e("3")]);
+    let many: Vec<_> = (0..2_500).map(|i| e(&format!("m{i}"))).collect();
+    store.knowledge_replace(c.id, &many).await.unwrap();
+    assert_eq!(store.knowledge_list(c.id).await.unwrap().len(), 2_500);
+    store.knowledge_replace(c.id, &[e("3"), e("1"), e("2")]).await.unwrap();
+    assert_eq!(store.client_get("shop").await.unwrap().unwrap().knowledge_version, c.knowledge_version + 5);
 
     // sessions are found by token hash and client only
     let s1 = store.session_create(c.id, "hash-1", "c_1", 5).await.unwrap();

@@ -132,7 +132,10 @@ pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 /// A shared HTTP client.
 pub fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
+    CLIENT.get_or_init(|| {
+        aia_chat::outbound::install_crypto_provider();
+        reqwest::Client::new()
+    })
 }
 
 struct Schema {

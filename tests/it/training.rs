@@ -38,6 +38,7 @@ async fn train_through_the_cli_then_a_failed_run_keeps_the_old_answers() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((summary["entries"].as_u64(), summary["pages"].as_u64()), (Some(5), Some(3)));
+    assert_eq!((summary["changed"].as_bool(), summary["added"].as_u64()), (Some(true), Some(5)));
 
     let started = Instant::now();
     loop {
@@ -48,6 +49,13 @@ async fn train_through_the_cli_then_a_failed_run_keeps_the_old_answers() {
         assert!(started.elapsed() < Duration::from_secs(2), "the server did not swap within 2 s: {answer}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A re-train with no changes writes nothing.
+    let version = app.state.store.client_get("demo").await.unwrap().unwrap().knowledge_version;
+    let out = app.cli(&["train", "demo", "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((summary["changed"].as_bool(), summary["unchanged"].as_u64()), (Some(false), Some(5)));
+    assert_eq!(app.state.store.client_get("demo").await.unwrap().unwrap().knowledge_version, version);
 
     // A run that fails on page 2 writes nothing: the old answers keep serving.
     *fake.shop.fail_page.lock().unwrap() = Some(2);
