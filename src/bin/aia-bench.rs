@@ -55,6 +55,22 @@ struct Cli {
 enum Cmd {
     /// WebSocket benchmark: N sessions, open-loop questions, latency and memory report.
     Ws(WsArgs),
+    /// Serve a synthetic FAQ of N entries over GraphQL (Magento-style paging) on loopback, as
+    /// the training source of `scripts/bench-train`.
+    GraphqlSource(SourceArgs),
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3016")]
+    addr: SocketAddr,
+    /// Number of FAQ entries.
+    #[arg(long, default_value_t = 100_000)]
+    entries: usize,
+    /// Change every entry's answer (a second version of the source, for changed re-trains).
+    #[arg(long)]
+    revision: Option<u32>,
 }
 
 #[derive(Args)]
@@ -710,8 +726,53 @@ async fn run_ws(args: WsArgs) -> Result<Report> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
-    let Cmd::Ws(args) = Cli::parse().cmd;
-    let report = run_ws(args).await?;
-    println!("{}", serde_json::to_string(&report)?);
+    match Cli::parse().cmd {
+        Cmd::Ws(args) => {
+            let report = run_ws(args).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        Cmd::GraphqlSource(args) => serve_source(args).await?,
+    }
+    Ok(())
+}
+
+/// Synthetic FAQ entry `i`: distinct words per entry so retrieval has something to find.
+fn synthetic_entry(i: usize, revision: u32) -> serde_json::Value {
+    const WORDS: [&str; 16] = [
+        "lamp", "shade", "bulb", "cable", "switch", "dimmer", "socket", "stand", "glass", "brass", "linen", "oak",
+        "walnut", "marble", "copper", "velvet",
+    ];
+    let a = WORDS[i % 16];
+    let b = WORDS[(i / 16) % 16];
+    let c = WORDS[(i / 256) % 16];
+    serde_json::json!({
+        "id": format!("e{i}"),
+        "question": format!("Question {i}: how do I care for the {a} {b} {c} model q{i}?"),
+        "answer": format!("Answer {i} (revision {revision}): wipe the {a} {b} {c} model q{i} with a dry cloth."),
+    })
+}
+
+async fn serve_source(args: SourceArgs) -> Result<()> {
+    use axum::routing::post;
+    let entries = args.entries;
+    let revision = args.revision.unwrap_or(0);
+    let app = axum::Router::new().route(
+        "/graphql",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+            let size = body["variables"]["pageSize"].as_u64().unwrap_or(20).max(1) as usize;
+            let page = body["variables"]["currentPage"].as_u64().unwrap_or(1).max(1) as usize;
+            let total_pages = entries.div_ceil(size);
+            let items: Vec<serde_json::Value> =
+                ((page - 1) * size..(page * size).min(entries)).map(|i| synthetic_entry(i, revision)).collect();
+            axum::Json(serde_json::json!({"data": {"faqs": {
+                "items": items,
+                "page_info": {"current_page": page, "page_size": size, "total_pages": total_pages},
+                "total_count": entries,
+            }}}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    eprintln!("aia-bench: serving {entries} FAQ entries on http://{}/graphql", listener.local_addr()?);
+    axum::serve(listener, app).await?;
     Ok(())
 }
