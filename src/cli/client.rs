@@ -55,6 +55,26 @@ pub async fn run(args: &StoreArgs, command: ClientCommand) -> anyhow::Result<()>
                 println!("  {key:<20} {shown}");
             }
             println!("  {:<20} {} entries", "knowledge", store.knowledge_list(row.id).await?.len());
+            if let Some(t) = store.training_status(row.id).await? {
+                let when = |ms: i64| crate::realtime::protocol::rfc3339_ms(ms);
+                if t.running(crate::ids::now_ms()) {
+                    println!(
+                        "  {:<20} running since {}: page {}, {} entries",
+                        "training",
+                        when(t.started_at),
+                        t.pages,
+                        t.entries
+                    );
+                } else {
+                    println!("  {:<20} idle", "training");
+                }
+                if let (Some(at), Some(n)) = (t.last_success_at, t.entry_count) {
+                    println!("  {:<20} {} ({n} entries)", "last success", when(at));
+                }
+                if let (Some(at), Some(e)) = (t.last_error_at, &t.last_error) {
+                    println!("  {:<20} {}: {e}", "last error", when(at));
+                }
+            }
             for note in notes(&s) {
                 println!("note: {note}");
             }

@@ -10,9 +10,13 @@ use serde_json::json;
 use crate::app::open_store;
 use crate::clients::ClientSettings;
 use crate::config::StoreArgs;
+use crate::ids::now_ms;
 use crate::knowledge::extract::Mapping;
 use crate::knowledge::graphql::Source;
 use crate::knowledge::train::{Progress, TrainSource, fetch_all};
+
+/// How long a run's lease holds without progress (a crashed run frees it after this).
+const LEASE_MS: i64 = 120_000;
 
 /// Arguments of `aia-chat train`.
 #[derive(Debug, clap::Args)]
@@ -54,6 +58,24 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let mapping = Mapping::parse(s.get("graphql_fields")).map_err(anyhow::Error::msg)?;
+    // One run per client at a time: the lease lives in the database, so a CLI run, the
+    // server's schedule and other nodes never overlap. A run renews it with every page.
+    let owner = format!("cli-{}-{:x}", std::process::id(), rand::random::<u32>());
+    if !store.training_lease(row.id, &owner, now_ms(), now_ms() + LEASE_MS).await? {
+        bail!("a training run of {uid} is already running; try again when it has finished");
+    }
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Progress::default());
+    let recorder = {
+        let (store, owner, client_id) = (store.clone(), owner.clone(), row.id);
+        tokio::spawn(async move {
+            while progress_rx.changed().await.is_ok() {
+                let p = *progress_rx.borrow_and_update();
+                let _ = store
+                    .training_progress(client_id, &owner, i64::from(p.pages), p.entries as i64, now_ms() + LEASE_MS)
+                    .await;
+            }
+        })
+    };
     let client = crate::outbound::client(settings.upstream, Duration::from_secs(args.timeout));
     let source = TrainSource {
         source: Source { client: &client, url, query, headers: &headers },
@@ -70,6 +92,7 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
         bar
     });
     let on_page = |p: Progress| {
+        let _ = progress_tx.send(p);
         if let Some(bar) = &bar {
             let rate = p.entries as f64 / started.elapsed().as_secs_f64().max(0.001);
             let eta = match p.total_pages {
@@ -83,19 +106,28 @@ pub async fn run(args: TrainArgs) -> anyhow::Result<()> {
             bar.set_message(format!("page {}{of}, {} entries, {rate:.0} entries/s{eta}", p.pages, p.entries));
         }
     };
-    let fetched = match fetch_all(&source, on_page).await {
-        Ok(f) => f,
+    let outcome = async {
+        let fetched = fetch_all(&source, on_page).await?;
+        if fetched.entries.is_empty() {
+            bail!("found no FAQ entries in the source");
+        }
+        let written = store.knowledge_replace(row.id, &fetched.entries).await?;
+        Ok((fetched, written))
+    }
+    .await;
+    drop(progress_tx);
+    let _ = recorder.await;
+    let result = outcome.as_ref().map(|(f, _)| f.entries.len() as i64).map_err(|e| format!("{e:#}"));
+    store.training_finish(row.id, &owner, now_ms(), result.as_ref().map(|n| *n).map_err(String::as_str)).await?;
+    let (fetched, written) = match outcome {
+        Ok(done) => done,
         Err(e) => {
             if let Some(bar) = &bar {
                 bar.abandon_with_message("failed");
             }
-            bail!("training {uid} failed, the previous knowledge keeps serving: {e}");
+            bail!("training {uid} failed, the previous knowledge keeps serving: {e:#}");
         }
     };
-    if fetched.entries.is_empty() {
-        bail!("training {uid} found no FAQ entries in the source (the previous knowledge keeps serving)");
-    }
-    let written = store.knowledge_replace(row.id, &fetched.entries).await?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -108,6 +108,30 @@ pub fn content_hash(e: &KnowledgeEntry) -> String {
     hex::encode(&sha2::Sha256::digest(&json)[..16])
 }
 
+/// A client's training state: the lease of a running run and the outcome of the last ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrainingStatus {
+    /// Who holds the lease ("" when none).
+    pub lease_owner: String,
+    /// Milliseconds since the epoch until which the lease holds; a run renews it per page.
+    pub lease_until: i64,
+    pub started_at: i64,
+    pub pages: i64,
+    pub entries: i64,
+    pub last_success_at: Option<i64>,
+    pub last_error_at: Option<i64>,
+    pub last_error: Option<String>,
+    /// Entries after the last successful run.
+    pub entry_count: Option<i64>,
+}
+
+impl TrainingStatus {
+    /// Whether a run holds the lease at `now`.
+    pub fn running(&self, now: i64) -> bool {
+        self.lease_until > now
+    }
+}
+
 /// A visitor session; the bearer token itself is never stored, only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -203,6 +227,28 @@ pub trait Store: Send + Sync + 'static {
     /// 1,000 rows, then switched to atomically (bumping the knowledge version). Nothing is
     /// written when every entry's content hash and the order are unchanged.
     async fn knowledge_replace(&self, client_id: i64, entries: &[KnowledgeEntry]) -> StoreResult<KnowledgeWrite>;
+    /// Takes the training lease of a client until `until` unless another owner holds an
+    /// unexpired one; true when taken. Resets the run's progress.
+    async fn training_lease(&self, client_id: i64, owner: &str, now: i64, until: i64) -> StoreResult<bool>;
+    /// Records a run's progress and renews its lease (only while `owner` holds it).
+    async fn training_progress(
+        &self,
+        client_id: i64,
+        owner: &str,
+        pages: i64,
+        entries: i64,
+        until: i64,
+    ) -> StoreResult<()>;
+    /// Ends a run: releases the lease and records success (the entry count) or the error.
+    async fn training_finish(
+        &self,
+        client_id: i64,
+        owner: &str,
+        now: i64,
+        result: Result<i64, &str>,
+    ) -> StoreResult<()>;
+    /// A client's training state, if it ever trained.
+    async fn training_status(&self, client_id: i64) -> StoreResult<Option<TrainingStatus>>;
     /// A client's knowledge in stored order.
     async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>>;
     /// Starts a session.

@@ -71,6 +71,7 @@ impl SqliteStore {
             (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
             (2, "knowledge variants", include_str!("../../migrations/sqlite/0002_knowledge_variants.sql")),
             (3, "knowledge generations", include_str!("../../migrations/sqlite/0003_knowledge_generations.sql")),
+            (4, "training status", include_str!("../../migrations/sqlite/0004_training_status.sql")),
         ])
         .run(&pool)
         .await?;
@@ -172,6 +173,7 @@ impl PostgresStore {
             (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
             (2, "knowledge variants", include_str!("../../migrations/postgres/0002_knowledge_variants.sql")),
             (3, "knowledge generations", include_str!("../../migrations/postgres/0003_knowledge_generations.sql")),
+            (4, "training status", include_str!("../../migrations/postgres/0004_training_status.sql")),
         ])
         .run(&pool)
         .await?;
@@ -471,6 +473,97 @@ macro_rules! sql_store {
                     }
                 }
                 Ok(diff)
+            }
+
+            async fn training_lease(&self, client_id: i64, owner: &str, now: i64, until: i64) -> StoreResult<bool> {
+                let row = sqlx::query(
+                    "INSERT INTO training_status (client_id, lease_owner, lease_until, started_at, pages, entries) \
+                     VALUES ($1, $2, $3, $4, 0, 0) \
+                     ON CONFLICT (client_id) DO UPDATE SET lease_owner = excluded.lease_owner, \
+                     lease_until = excluded.lease_until, started_at = excluded.started_at, pages = 0, entries = 0 \
+                     WHERE training_status.lease_until <= $4 OR training_status.lease_owner = excluded.lease_owner \
+                     RETURNING client_id",
+                )
+                .bind(client_id)
+                .bind(owner)
+                .bind(until)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.is_some())
+            }
+
+            async fn training_progress(
+                &self,
+                client_id: i64,
+                owner: &str,
+                pages: i64,
+                entries: i64,
+                until: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE training_status SET pages = $3, entries = $4, lease_until = $5 \
+                     WHERE client_id = $1 AND lease_owner = $2",
+                )
+                .bind(client_id)
+                .bind(owner)
+                .bind(pages)
+                .bind(entries)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn training_finish(
+                &self,
+                client_id: i64,
+                owner: &str,
+                now: i64,
+                result: Result<i64, &str>,
+            ) -> StoreResult<()> {
+                let query = match result {
+                    Ok(count) => sqlx::query(
+                        "UPDATE training_status SET lease_until = 0, last_success_at = $3, entry_count = $4, \
+                         last_error = NULL, last_error_at = NULL WHERE client_id = $1 AND lease_owner = $2",
+                    )
+                    .bind(client_id)
+                    .bind(owner)
+                    .bind(now)
+                    .bind(count),
+                    Err(error) => sqlx::query(
+                        "UPDATE training_status SET lease_until = 0, last_error_at = $3, last_error = $4 \
+                         WHERE client_id = $1 AND lease_owner = $2",
+                    )
+                    .bind(client_id)
+                    .bind(owner)
+                    .bind(now)
+                    .bind(error.to_string()),
+                };
+                query.execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn training_status(&self, client_id: i64) -> StoreResult<Option<TrainingStatus>> {
+                let row = sqlx::query(
+                    "SELECT lease_owner, lease_until, started_at, pages, entries, last_success_at, last_error_at, \
+                     last_error, entry_count FROM training_status WHERE client_id = $1",
+                )
+                .bind(client_id)
+                .fetch_optional(&self.reader)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                Ok(Some(TrainingStatus {
+                    lease_owner: r.try_get(0)?,
+                    lease_until: r.try_get(1)?,
+                    started_at: r.try_get(2)?,
+                    pages: r.try_get(3)?,
+                    entries: r.try_get(4)?,
+                    last_success_at: r.try_get(5)?,
+                    last_error_at: r.try_get(6)?,
+                    last_error: r.try_get(7)?,
+                    entry_count: r.try_get(8)?,
+                }))
             }
 
             async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>> {

@@ -76,6 +76,28 @@ async fn conformance(store: Arc<dyn Store>) {
     store.knowledge_replace(c.id, &[e("3"), e("1"), e("2")]).await.unwrap();
     assert_eq!(store.client_get("shop").await.unwrap().unwrap().knowledge_version, c.knowledge_version + 5);
 
+    // training lease: one owner at a time until it expires or is released
+    assert!(store.training_status(c.id).await.unwrap().is_none());
+    assert!(store.training_lease(c.id, "a", 1_000, 2_000).await.unwrap());
+    assert!(!store.training_lease(c.id, "b", 1_500, 2_500).await.unwrap(), "held by a");
+    store.training_progress(c.id, "a", 3, 300, 3_000).await.unwrap();
+    store.training_progress(c.id, "b", 9, 900, 9_000).await.unwrap();
+    let t = store.training_status(c.id).await.unwrap().unwrap();
+    assert_eq!((t.lease_owner.as_str(), t.pages, t.entries, t.lease_until), ("a", 3, 300, 3_000));
+    assert!(t.running(2_000) && !t.running(3_000));
+    assert!(!store.training_lease(c.id, "b", 2_999, 4_000).await.unwrap());
+    assert!(store.training_lease(c.id, "b", 3_000, 4_000).await.unwrap(), "an expired lease is taken over");
+    store.training_finish(c.id, "b", 3_500, Err("page 2: boom")).await.unwrap();
+    let t = store.training_status(c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (t.last_error.as_deref(), t.last_error_at, t.running(3_600)),
+        (Some("page 2: boom"), Some(3_500), false)
+    );
+    assert!(store.training_lease(c.id, "c", 3_600, 5_000).await.unwrap(), "a finished run releases the lease");
+    store.training_finish(c.id, "c", 3_700, Ok(42)).await.unwrap();
+    let t = store.training_status(c.id).await.unwrap().unwrap();
+    assert_eq!((t.last_success_at, t.entry_count, t.last_error), (Some(3_700), Some(42), None));
+
     // sessions are found by token hash and client only
     let s1 = store.session_create(c.id, "hash-1", "c_1", 5).await.unwrap();
     assert_eq!(store.session_find(c.id, "hash-1").await.unwrap().unwrap(), s1);

@@ -50,6 +50,19 @@ async fn train_through_the_cli_then_a_failed_run_keeps_the_old_answers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert!(show.contains("training             idle") && show.contains("(5 entries)"), "{show}");
+
+    // One run per client: a held lease refuses a second run.
+    let client_id = app.state.store.client_get("demo").await.unwrap().unwrap().id;
+    let now = aia_chat::ids::now_ms();
+    assert!(app.state.store.training_lease(client_id, "server-x", now, now + 60_000).await.unwrap());
+    let out = app.cli(&["train", "demo"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"), "{out:?}");
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert!(show.contains("training             running since"), "{show}");
+    app.state.store.training_finish(client_id, "server-x", now, Ok(5)).await.unwrap();
+
     // A re-train with no changes writes nothing.
     let version = app.state.store.client_get("demo").await.unwrap().unwrap().knowledge_version;
     let out = app.cli(&["train", "demo", "--json"]);
@@ -68,6 +81,8 @@ async fn train_through_the_cli_then_a_failed_run_keeps_the_old_answers() {
         "{err}"
     );
     assert!(err.contains("previous knowledge keeps serving"), "{err}");
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert!(show.contains("last error") && show.contains("page 2"), "{show}");
     tokio::time::sleep(Duration::from_millis(600)).await;
     let answer = answer_to(&app, "Is there a sauna at the hotel?").await;
     assert_eq!(answer["text"], "Yes, the sauna is available daily. (entry 0)");
