@@ -37,6 +37,8 @@ pub struct StateInner {
     pub shutdown: CancellationToken,
     /// Socket and answer tasks, awaited (up to the grace period) on shutdown.
     pub tasks: TaskTracker,
+    /// Runs training for the schedule.
+    pub trainer: crate::knowledge::run::Trainer,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -94,8 +96,15 @@ impl App {
         }
         let registry = Registry::default();
         registry.sync(store.as_ref()).await?;
+        let trainer = crate::knowledge::run::Trainer::new(
+            store.clone(),
+            keys.clone(),
+            settings.store.upstream,
+            std::time::Duration::from_secs(30),
+        );
         let state = AppState {
             inner: Arc::new(StateInner {
+                trainer,
                 limits: Limits::new(settings.limits),
                 settings,
                 store,
@@ -125,6 +134,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let state = self.state;
         let background = spawn_background(&state);
+        let schedule = spawn_schedule(&state);
         let router = http::router(state.clone());
         let token = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -146,6 +156,7 @@ impl App {
             tracing::warn!("shutdown grace period ended with tasks still running");
         }
         background.abort();
+        schedule.abort();
         Ok(())
     }
 }
@@ -168,6 +179,51 @@ fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
             n += 1;
             if n.is_multiple_of(120) {
                 state.limits.tidy();
+            }
+        }
+    })
+}
+
+/// Starts the training runs that clients' `train_interval` says are due. A client with a
+/// source and an interval trains once right away if it never trained; the lease in the
+/// database keeps this from overlapping with CLI runs or other nodes.
+fn spawn_schedule(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    let node = format!("server-{:x}", rand::random::<u32>());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.settings.schedule_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for client in state.registry.all() {
+                let Ok(interval) = crate::config::parse_duration(client.settings.get("train_interval")) else {
+                    continue;
+                };
+                if client.settings.get("graphql_url").is_empty() {
+                    continue;
+                }
+                let now = crate::ids::now_ms();
+                let due = match state.store.training_status(client.row.id).await {
+                    Ok(None) => true,
+                    Ok(Some(t)) => {
+                        let last = [Some(t.started_at), t.last_success_at, t.last_error_at].into_iter().flatten().max();
+                        !t.running(now) && last.unwrap_or(0) + interval.as_millis() as i64 <= now
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading training status failed");
+                        false
+                    }
+                };
+                if due {
+                    let (state, uid, owner) = (state.clone(), client.row.uid.clone(), node.clone());
+                    state.clone().tasks.spawn(async move {
+                        match state.trainer.train(&uid, &owner, |_| {}).await {
+                            Ok(o) => tracing::info!(client = %uid, entries = o.entries, pages = o.pages, changed = o.written.changed, "scheduled training finished"),
+                            Err(crate::knowledge::run::TrainError::Busy(_)) => {}
+                            Err(e) => tracing::warn!(client = %uid, error = %e, "scheduled training failed; the previous knowledge keeps serving"),
+                        }
+                    });
+                }
             }
         }
     })

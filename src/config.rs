@@ -83,7 +83,7 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
-/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
+/// Parses `10s`, `500ms`, `2m`, `6h`, `1d` or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
@@ -92,7 +92,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
-        _ => return Err(format!("'{s}': unknown unit (use ms, s or m)")),
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => return Err(format!("'{s}': unknown unit (use ms, s, m, h or d)")),
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -130,6 +132,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// How often the server checks the store for changed clients.
     pub reload_interval: Duration,
+    /// How often the server looks for clients whose scheduled training is due.
+    pub schedule_interval: Duration,
 }
 
 impl StoreArgs {
@@ -188,6 +192,7 @@ impl ServeArgs {
                     .unwrap_or(defaults.sessions_per_minute),
             },
             reload_interval: Duration::from_millis(500),
+            schedule_interval: Duration::from_secs(30),
         })
     }
 }

@@ -30,6 +30,11 @@ impl Registry {
         self.clients.read().expect("registry lock").get(uid).cloned()
     }
 
+    /// Every loaded client.
+    pub fn all(&self) -> Vec<Arc<ClientRuntime>> {
+        self.clients.read().expect("registry lock").values().cloned().collect()
+    }
+
     /// Number of clients loaded.
     pub fn len(&self) -> usize {
         self.clients.read().expect("registry lock").len()

@@ -170,6 +170,11 @@ pub fn normalize(def: &SettingDef, raw: &str, policy: UpstreamPolicy) -> Result<
             Ok(n) if (min..=max).contains(&n) => n.to_string(),
             _ => return Err(invalid(key, format!("must be a whole number from {min} to {max}"))),
         },
+        Kind::Interval => match crate::config::parse_duration(trimmed) {
+            Ok(d) if d >= std::time::Duration::from_secs(60) => trimmed.to_string(),
+            Ok(_) => return Err(invalid(key, "must be at least 1m")),
+            Err(e) => return Err(invalid(key, e)),
+        },
         Kind::FieldMapping => {
             crate::knowledge::extract::Mapping::parse(trimmed).map_err(|e| invalid(key, e))?;
             trimmed.to_string()

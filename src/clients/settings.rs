@@ -25,6 +25,8 @@ pub enum Kind {
     Int { min: i64, max: i64 },
     /// A write-only secret.
     Secret,
+    /// A duration like `6h` or `1d`, at least a minute; empty means never.
+    Interval,
     /// A GraphQL field mapping (`question=title,answer=content.html`).
     FieldMapping,
     /// Write-only HTTP headers, a JSON object of strings (e.g. `{"Store": "de_de"}`).
@@ -155,6 +157,13 @@ pub const SETTINGS: &[SettingDef] = &[
         Group::Training,
         "Page size of paged queries (above 1,000 clamped to 1,000); batch size of writes otherwise.",
     ),
+    def(
+        "train_interval",
+        Kind::Interval,
+        "",
+        Group::Training,
+        "Train on a schedule, e.g. 6h or 1d (at least 1m); empty trains only on demand.",
+    ),
     secret_headers(
         "graphql_headers",
         Group::Training,
@@ -223,6 +232,7 @@ pub fn markdown_table() -> String {
             Kind::Secret => "password (write-only)".to_string(),
             Kind::SecretHeaders => "headers, JSON object (write-only)".to_string(),
             Kind::FieldMapping => "field mapping `key=path,…`".to_string(),
+            Kind::Interval => "duration (`30m`, `6h`, `1d`)".to_string(),
         };
         let default = if d.default.is_empty() { String::new() } else { format!("`{}`", d.default) };
         let secret = match d.follows {

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod graphql;
 pub mod html;
 mod index;
+pub mod run;
 pub mod train;
 
 pub use index::{Hit, KnowledgeIndex};

@@ -36,6 +36,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     };
     let mut s = args.settings().unwrap();
     s.reload_interval = Duration::from_millis(200);
+    s.schedule_interval = Duration::from_millis(200);
     s.shutdown_grace = Duration::from_secs(5);
     s
 }

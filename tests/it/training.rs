@@ -165,3 +165,36 @@ async fn failures_say_what_and_where_and_transient_ones_are_retried() {
     let err = fetch(&fake, "/slow", PAGED, 10, Duration::from_millis(200)).await.unwrap_err();
     assert_eq!(err.to_string(), "page 1: timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_trains_on_its_schedule() {
+    let app = TestApp::spawn_with(|s| s.limits.sessions_per_minute = 1000).await;
+    let fake = FakeShop::start(hotel_faqs(4)).await;
+    let url = fake.url("/graphql");
+    let set = app.cli(&[
+        "client",
+        "set",
+        "demo",
+        &format!("graphql_url={url}"),
+        &format!("graphql_query={PAGED}"),
+        "train_interval=6h",
+    ]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let started = Instant::now();
+    loop {
+        let answer = answer_to(&app, "Is there parking at the hotel?").await;
+        if answer["entryId"] == "h1" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "no scheduled training within 5 s: {answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert!(show.contains("(4 entries)"), "{show}");
+    // Not due again for six hours: no second run.
+    let requests = fake.shop.requests.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(fake.shop.requests.load(Ordering::SeqCst), requests);
+    let bad = app.cli(&["client", "set", "demo", "train_interval=10s"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("train_interval: must be at least 1m"));
+}
