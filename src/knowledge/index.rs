@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{FAST, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
@@ -21,7 +21,7 @@ use super::KnowledgeEntry;
 
 const ANALYZER: &str = "aia";
 /// Weight of the best single phrasing's score.
-const PHRASING_WEIGHT: f32 = 0.3;
+const PHRASING_WEIGHT: f32 = 0.6;
 /// Weight of the answer's score (all phrasings together weigh 1).
 const ANSWER_WEIGHT: f32 = 1.0;
 
@@ -38,29 +38,49 @@ pub struct Hit {
     pub confidence: f32,
 }
 
-/// Which part of an entry a document holds (stored in the `slot` fast field as
-/// `entry * 3 + kind`).
-#[derive(Clone, Copy)]
+/// Which part of an entry a document holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Phrasing = 0,
-    Answer = 1,
-    Phrasings = 2,
+    /// All phrasings of the question together.
+    Phrasings,
+    /// One phrasing (the question or a variant).
+    Phrasing,
+    /// The answer.
+    Answer,
 }
 
-const SLOT: &str = "slot";
+impl Kind {
+    fn weight(self) -> f32 {
+        match self {
+            Kind::Phrasings => 1.0,
+            Kind::Phrasing => PHRASING_WEIGHT,
+            Kind::Answer => ANSWER_WEIGHT,
+        }
+    }
+}
+
+/// The fast field holding the entry's position.
+const ENTRY: &str = "entry";
 
 /// An immutable, searchable snapshot of one client's knowledge.
 pub struct KnowledgeIndex {
     entries: Vec<KnowledgeEntry>,
     entry_terms: Vec<HashSet<String>>,
     doc_freq: HashMap<String, u32>,
-    reader: Option<IndexReader>,
-    docs: usize,
+    /// One index per kind of document, so each has its own BM25 statistics (document count
+    /// and average length): sharing one index would count every phrasing and answer document
+    /// as an empty document of the other fields and skew both.
+    parts: Vec<Part>,
     analyzer: TextAnalyzer,
     content_analyzer: TextAnalyzer,
-    phrasing: Field,
-    phrasings: Field,
-    answer: Field,
+}
+
+/// One kind of document and its index.
+struct Part {
+    kind: Kind,
+    reader: IndexReader,
+    text: Field,
+    docs: usize,
 }
 
 impl std::fmt::Debug for KnowledgeIndex {
@@ -245,12 +265,53 @@ fn terms(analyzer: &mut TextAnalyzer, text: &str) -> Vec<String> {
     out
 }
 
-fn term_query(field: Field, term: &str, weight: f32) -> (Occur, Box<dyn Query>) {
-    let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
-    if weight == 1.0 {
-        (Occur::Should, Box::new(q))
-    } else {
-        (Occur::Should, Box::new(BoostQuery::new(Box::new(q), weight)))
+impl Part {
+    fn build(
+        kind: Kind,
+        docs: impl Iterator<Item = (usize, String)>,
+        analyzer: &TextAnalyzer,
+    ) -> tantivy::Result<Part> {
+        let mut schema = Schema::builder();
+        let indexing =
+            TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs);
+        let text = schema.add_text_field("text", TextOptions::default().set_indexing_options(indexing));
+        let entry = schema.add_u64_field(ENTRY, FAST);
+        let index = Index::create_in_ram(schema.build());
+        index.tokenizers().register(ANALYZER, analyzer.clone());
+        let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 15_000_000)?;
+        let mut count = 0;
+        for (i, t) in docs {
+            writer.add_document(doc!(text => t, entry => i as u64))?;
+            count += 1;
+        }
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Part { kind, reader, text, docs: count })
+    }
+
+    /// (entry, BM25) of the best `limit` documents.
+    fn search(&self, query_terms: &[String], limit: usize) -> Vec<(usize, f32)> {
+        let clauses: Vec<(Occur, Box<dyn Query>)> = query_terms
+            .iter()
+            .map(|t| {
+                let q = TermQuery::new(Term::from_field_text(self.text, t), IndexRecordOption::WithFreqs);
+                (Occur::Should, Box::new(q) as Box<dyn Query>)
+            })
+            .collect();
+        let searcher = self.reader.searcher();
+        let Ok(top) = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit.max(1)).order_by_score())
+        else {
+            return Vec::new();
+        };
+        let columns: Vec<Option<Column<u64>>> =
+            searcher.segment_readers().iter().map(|r| r.fast_fields().u64(ENTRY).ok()).collect();
+        top.into_iter()
+            .filter_map(|(score, addr)| {
+                let entry = columns[addr.segment_ord as usize].as_ref()?.first(addr.doc_id)?;
+                Some((entry as usize, score))
+            })
+            .collect()
     }
 }
 
@@ -263,14 +324,6 @@ fn sorted_unique(mut terms: Vec<String>) -> Vec<String> {
 impl KnowledgeIndex {
     /// Indexes `entries` analysed for `language` (an ISO code such as `en` or `de`).
     pub fn build(entries: Vec<KnowledgeEntry>, language: &str) -> tantivy::Result<KnowledgeIndex> {
-        let mut schema = Schema::builder();
-        let indexing =
-            TextFieldIndexing::default().set_tokenizer(ANALYZER).set_index_option(IndexRecordOption::WithFreqs);
-        let text = || TextOptions::default().set_indexing_options(indexing.clone());
-        let phrasing = schema.add_text_field("phrasing", text());
-        let phrasings = schema.add_text_field("phrasings", text());
-        let answer = schema.add_text_field("answer", text());
-        let slot = schema.add_u64_field(SLOT, FAST);
         let mut analyzer = make_analyzer(language, false);
         let content_analyzer = make_analyzer(language, true);
         let entry_terms: Vec<HashSet<String>> = entries
@@ -288,43 +341,24 @@ impl KnowledgeIndex {
         for t in entry_terms.iter().flatten() {
             *doc_freq.entry(t.clone()).or_default() += 1;
         }
-        let mut docs = 0;
-        let reader = if entries.is_empty() {
-            None
-        } else {
-            let index = Index::create_in_ram(schema.build());
-            index.tokenizers().register(ANALYZER, analyzer.clone());
-            let mut writer = index.writer_with_num_threads::<TantivyDocument>(1, 15_000_000)?;
-            for (i, e) in entries.iter().enumerate() {
-                let at = |kind: Kind| i as u64 * 3 + kind as u64;
-                let all: Vec<&str> =
-                    std::iter::once(e.question.as_str()).chain(e.variants.iter().map(String::as_str)).collect();
-                for p in &all {
-                    writer.add_document(doc!(phrasing => *p, slot => at(Kind::Phrasing)))?;
-                }
-                writer.add_document(doc!(phrasings => all.join("\n"), slot => at(Kind::Phrasings)))?;
-                docs += all.len() + 1;
-                if !e.answer.is_empty() {
-                    writer.add_document(doc!(answer => e.answer.as_str(), slot => at(Kind::Answer)))?;
-                    docs += 1;
-                }
+        let mut parts = Vec::new();
+        if !entries.is_empty() {
+            for kind in [Kind::Phrasings, Kind::Phrasing, Kind::Answer] {
+                let docs = entries.iter().enumerate().flat_map(|(i, e)| {
+                    let phrasings =
+                        || std::iter::once(e.question.as_str()).chain(e.variants.iter().map(String::as_str));
+                    let texts: Vec<String> = match kind {
+                        Kind::Phrasings => vec![phrasings().collect::<Vec<_>>().join("\n")],
+                        Kind::Phrasing => phrasings().map(str::to_string).collect(),
+                        Kind::Answer if e.answer.is_empty() => Vec::new(),
+                        Kind::Answer => vec![e.answer.clone()],
+                    };
+                    texts.into_iter().map(move |t| (i, t))
+                });
+                parts.push(Part::build(kind, docs, &analyzer)?);
             }
-            writer.commit()?;
-            writer.wait_merging_threads()?;
-            Some(index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?)
-        };
-        Ok(KnowledgeIndex {
-            entries,
-            entry_terms,
-            doc_freq,
-            reader,
-            docs,
-            analyzer,
-            content_analyzer,
-            phrasing,
-            phrasings,
-            answer,
-        })
+        }
+        Ok(KnowledgeIndex { entries, entry_terms, doc_freq, parts, analyzer, content_analyzer })
     }
 
     /// The indexed entries.
@@ -339,31 +373,20 @@ impl KnowledgeIndex {
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
-    /// Scores of the entries among the best `docs` documents, by entry position.
-    fn entry_scores(&self, query_terms: &[String], docs: usize) -> HashMap<usize, f32> {
-        let Some(reader) = &self.reader else { return HashMap::new() };
-        let mut clauses = Vec::with_capacity(query_terms.len() * 3);
-        for t in query_terms {
-            clauses.push(term_query(self.phrasings, t, 1.0));
-            clauses.push(term_query(self.phrasing, t, PHRASING_WEIGHT));
-            clauses.push(term_query(self.answer, t, ANSWER_WEIGHT));
+    /// Scores of the entries among the best `docs` documents of each part, by entry position.
+    fn entry_scores(&self, query_terms: &[String], docs: Option<usize>) -> HashMap<usize, f32> {
+        let mut scores: HashMap<usize, f32> = HashMap::new();
+        for part in &self.parts {
+            let mut best: HashMap<usize, f32> = HashMap::new();
+            for (entry, score) in part.search(query_terms, docs.unwrap_or(part.docs)) {
+                let b = best.entry(entry).or_default();
+                *b = b.max(score);
+            }
+            for (entry, score) in best {
+                *scores.entry(entry).or_default() += part.kind.weight() * score;
+            }
         }
-        let searcher = reader.searcher();
-        let Ok(top) = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(docs.max(1)).order_by_score())
-        else {
-            return HashMap::new();
-        };
-        let columns: Vec<Option<Column<u64>>> =
-            searcher.segment_readers().iter().map(|r| r.fast_fields().u64(SLOT).ok()).collect();
-        let mut parts: HashMap<usize, [f32; 3]> = HashMap::new();
-        for (score, addr) in top {
-            let Some(slot) = columns[addr.segment_ord as usize].as_ref().and_then(|c| c.first(addr.doc_id)) else {
-                continue;
-            };
-            let part = &mut parts.entry((slot / 3) as usize).or_default()[(slot % 3) as usize];
-            *part = part.max(score);
-        }
-        parts.into_iter().map(|(entry, p)| (entry, p.iter().sum())).collect()
+        scores
     }
 
     fn confidence(&self, content_terms: &[String], entry: usize) -> f32 {
@@ -386,7 +409,8 @@ impl KnowledgeIndex {
         if rank_terms.is_empty() {
             return Vec::new();
         }
-        let mut hits: Vec<(usize, f32)> = self.entry_scores(&rank_terms, (limit * 20).max(200)).into_iter().collect();
+        let mut hits: Vec<(usize, f32)> =
+            self.entry_scores(&rank_terms, Some((limit * 20).max(200))).into_iter().collect();
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         hits.truncate(limit);
         hits.into_iter()
@@ -402,7 +426,7 @@ impl KnowledgeIndex {
         if rank_terms.is_empty() {
             return (all, 0.0);
         }
-        for (entry, score) in self.entry_scores(&rank_terms, self.docs) {
+        for (entry, score) in self.entry_scores(&rank_terms, None) {
             all[entry] = score;
         }
         let best = all.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)));
