@@ -34,6 +34,27 @@ pub struct PostgresStore {
     reader: PgPool,
 }
 
+/// The migrations of one dialect (`migrations/<dialect>/`), embedded in the binary; both
+/// dialects have the same numbered steps.
+macro_rules! migrations {
+    ($dialect:literal) => {
+        [
+            (1, "init", include_str!(concat!("../../migrations/", $dialect, "/0001_init.sql"))),
+            (
+                2,
+                "knowledge variants",
+                include_str!(concat!("../../migrations/", $dialect, "/0002_knowledge_variants.sql")),
+            ),
+            (
+                3,
+                "knowledge generations",
+                include_str!(concat!("../../migrations/", $dialect, "/0003_knowledge_generations.sql")),
+            ),
+            (4, "training status", include_str!(concat!("../../migrations/", $dialect, "/0004_training_status.sql"))),
+        ]
+    };
+}
+
 fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
         files
@@ -67,14 +88,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new().min_connections(1).max_connections(1).connect_with(options.clone()).await?;
-        migrator(&[
-            (1, "init", include_str!("../../migrations/sqlite/0001_init.sql")),
-            (2, "knowledge variants", include_str!("../../migrations/sqlite/0002_knowledge_variants.sql")),
-            (3, "knowledge generations", include_str!("../../migrations/sqlite/0003_knowledge_generations.sql")),
-            (4, "training status", include_str!("../../migrations/sqlite/0004_training_status.sql")),
-        ])
-        .run(&pool)
-        .await?;
+        migrator(&migrations!("sqlite")).run(&pool).await?;
         let reader = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(3)
@@ -169,14 +183,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-        migrator(&[
-            (1, "init", include_str!("../../migrations/postgres/0001_init.sql")),
-            (2, "knowledge variants", include_str!("../../migrations/postgres/0002_knowledge_variants.sql")),
-            (3, "knowledge generations", include_str!("../../migrations/postgres/0003_knowledge_generations.sql")),
-            (4, "training status", include_str!("../../migrations/postgres/0004_training_status.sql")),
-        ])
-        .run(&pool)
-        .await?;
+        migrator(&migrations!("postgres")).run(&pool).await?;
         Ok(Self { reader: pool.clone(), pool })
     }
 

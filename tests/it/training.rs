@@ -19,20 +19,20 @@ async fn answer_to(app: &TestApp, question: &str) -> serde_json::Value {
     ws.ask("t", question).await.1
 }
 
+/// A server whose demo client trains from a fake shop with `n` FAQs, plus `extra` settings.
+async fn app_with_source(n: usize, extra: &str) -> (TestApp, FakeShop) {
+    let app = TestApp::spawn_with(|s| s.limits.sessions_per_minute = 1000).await;
+    let fake = FakeShop::start(hotel_faqs(n)).await;
+    let url = fake.url("/graphql");
+    let set =
+        app.cli(&["client", "set", "demo", &format!("graphql_url={url}"), &format!("graphql_query={PAGED}"), extra]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    (app, fake)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_through_the_cli_then_a_failed_run_keeps_the_old_answers() {
-    let app = TestApp::spawn_with(|s| s.limits.sessions_per_minute = 1000).await;
-    let fake = FakeShop::start(hotel_faqs(5)).await;
-    let url = fake.url("/graphql");
-    let set = app.cli(&[
-        "client",
-        "set",
-        "demo",
-        &format!("graphql_url={url}"),
-        &format!("graphql_query={PAGED}"),
-        "chunk_size=2",
-    ]);
-    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let (app, fake) = app_with_source(5, "chunk_size=2").await;
 
     let out = app.cli(&["train", "demo", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -168,18 +168,7 @@ async fn failures_say_what_and_where_and_transient_ones_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_trains_on_its_schedule() {
-    let app = TestApp::spawn_with(|s| s.limits.sessions_per_minute = 1000).await;
-    let fake = FakeShop::start(hotel_faqs(4)).await;
-    let url = fake.url("/graphql");
-    let set = app.cli(&[
-        "client",
-        "set",
-        "demo",
-        &format!("graphql_url={url}"),
-        &format!("graphql_query={PAGED}"),
-        "train_interval=6h",
-    ]);
-    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let (app, fake) = app_with_source(4, "train_interval=6h").await;
     let started = Instant::now();
     loop {
         let answer = answer_to(&app, "Is there parking at the hotel?").await;
