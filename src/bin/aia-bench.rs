@@ -58,6 +58,22 @@ enum Cmd {
     /// Serve a synthetic FAQ of N entries over GraphQL (Magento-style paging) on loopback, as
     /// the training source of `scripts/bench-train`.
     GraphqlSource(SourceArgs),
+    Retrieve(RetrieveArgs),
+}
+
+/// `aia-bench retrieve`: retrieval latency in-process at a knowledge-base size: the FAQs of
+/// every benchmark file in `--data` plus synthetic entries up to `--entries`, queried with
+/// every query of those files (in scope and out of scope), typo correction on.
+#[derive(Args)]
+struct RetrieveArgs {
+    /// Folder of benchmark files (the `shared/data` format).
+    #[arg(long)]
+    data: std::path::PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    entries: usize,
+    /// Passes over the queries (the first warms the caches and is not measured).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(Args)]
@@ -732,6 +748,7 @@ async fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
         }
         Cmd::GraphqlSource(args) => serve_source(args).await?,
+        Cmd::Retrieve(args) => println!("{}", serde_json::to_string(&retrieve(args)?)?),
     }
     Ok(())
 }
@@ -775,4 +792,46 @@ async fn serve_source(args: SourceArgs) -> Result<()> {
     eprintln!("aia-bench: serving {entries} FAQ entries on http://{}/graphql", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Builds the index and times `search(query, 5)` for every query, `rounds - 1` measured passes.
+fn retrieve(args: RetrieveArgs) -> Result<Value> {
+    use aia_chat::knowledge::{KnowledgeEntry, KnowledgeIndex, dataset::Dataset};
+    let mut files: Vec<_> = std::fs::read_dir(&args.data)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let (mut entries, mut queries) = (Vec::new(), Vec::new());
+    for file in &files {
+        let dataset = Dataset::parse(&std::fs::read_to_string(file)?)?;
+        entries.extend(dataset.entries());
+        queries.extend(dataset.queries.into_iter().map(|q| q.text));
+    }
+    ensure!(!queries.is_empty(), "no benchmark files in {}", args.data.display());
+    let real = entries.len();
+    for i in real..args.entries {
+        entries.push(serde_json::from_value::<KnowledgeEntry>(synthetic_entry(i, 0))?);
+    }
+    let started = std::time::Instant::now();
+    let index = KnowledgeIndex::build(entries, "en")?;
+    let build_s = started.elapsed().as_secs_f64();
+    let mut micros = Vec::new();
+    for round in 0..args.rounds.max(2) {
+        for q in &queries {
+            let t = std::time::Instant::now();
+            std::hint::black_box(index.search(q, 5));
+            if round > 0 {
+                micros.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    micros.sort_by(f64::total_cmp);
+    let at = |p: f64| micros[((micros.len() as f64 * p) as usize).min(micros.len() - 1)].round();
+    Ok(serde_json::json!({
+        "entries": index.entries().len(), "benchmark_faqs": real, "queries": queries.len(),
+        "searches": micros.len(), "build_s": (build_s * 100.0).round() / 100.0,
+        "p50_us": at(0.50), "p99_us": at(0.99), "max_us": micros.last().copied().unwrap_or(0.0).round(),
+        "peak_rss_mib": proc_value("/proc/self/status", "VmHWM:", "VmHWM:").map(|kb| (kb as f64 / 1024.0 * 10.0).round() / 10.0),
+    }))
 }

@@ -9,7 +9,8 @@ use anyhow::Context;
 use crate::assistant::Confidence;
 use crate::knowledge::KnowledgeIndex;
 use crate::knowledge::dataset::Dataset;
-use crate::knowledge::eval::{Judged, Report, report};
+use crate::knowledge::eval::{Judged, Report, report, with_typo};
+use rand::SeedableRng;
 
 /// Arguments of `aia-chat eval`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +26,10 @@ pub struct EvalArgs {
     /// Decide "no answer" at this confidence instead of the shipped threshold.
     #[arg(long)]
     threshold: Option<f32>,
+    /// Judge the queries with one random typo each (one edit in one word), from this seed: the
+    /// typo set of a benchmark file.
+    #[arg(long, value_name = "SEED")]
+    typos: Option<u64>,
     /// Also print the threshold that maximises balanced accuracy on this file (for tuning).
     #[arg(long)]
     sweep: bool,
@@ -84,7 +89,13 @@ fn print_table(name: &str, threshold: f32, r: &Report) {
 /// Runs `eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let dataset = Dataset::parse(&text).with_context(|| format!("parsing {}", args.file.display()))?;
+    let mut dataset = Dataset::parse(&text).with_context(|| format!("parsing {}", args.file.display()))?;
+    if let Some(seed) = args.typos {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for q in &mut dataset.queries {
+            q.text = with_typo(&q.text, &mut rng);
+        }
+    }
     let judged = judge(&dataset, &args.language)?;
     let threshold = args.threshold.unwrap_or(Confidence::default().threshold);
     let r = report(&judged, threshold);

@@ -107,7 +107,9 @@ pub const SETTINGS: &[SettingDef] = &[
         Kind::Text { max: 16 },
         "en",
         Group::General,
-        "Language of the knowledge base (stemming), e.g. en, de, fr.",
+        "Language of the knowledge base, an ISO 639-1 code. Stemming (and stop words where available) for \
+         ar, da, de, el, en, es, fi, fr, hu, it, nl, no, pt, ro, ru, sv, ta, tr; any other code (uk, pl, cs, …) \
+         is indexed without stemming and matched by character n-grams and typo correction.",
     ),
     def(
         "contact_text",
@@ -246,6 +248,18 @@ pub fn markdown_table() -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The `language` help lists exactly the codes retrieval stems.
+    #[test]
+    fn language_help_lists_the_stemmed_languages() {
+        let help = super::SETTINGS.iter().find(|d| d.key == "language").unwrap().help;
+        let listed = help.split("Stemming").nth(1).unwrap().split(';').next().unwrap();
+        let codes: Vec<&str> = listed
+            .split([',', ' ', ')', '('])
+            .filter(|w| w.len() == 2 && w.chars().all(|c| c.is_ascii_lowercase()))
+            .collect();
+        assert_eq!(codes, crate::knowledge::STEMMED_LANGUAGES);
+    }
+
     /// `docs/settings.md` must carry exactly this table; `UPDATE_DOCS=1 cargo test` rewrites it.
     #[test]
     fn docs_match_the_table() {

@@ -112,9 +112,84 @@ pub fn report(queries: &[(Option<usize>, Judged)], threshold: f32) -> Report {
     report
 }
 
+/// `text` with one typo, as a visitor would make it: a random letter inserted, deleted,
+/// replaced, or swapped with its neighbour, in one random word of three letters or more.
+/// Text without such a word comes back unchanged. Deterministic for a seeded `rng`, so the typo
+/// set derived from a benchmark file is the same on every run.
+pub fn with_typo(text: &str, rng: &mut impl rand::Rng) -> String {
+    let mut chars: Vec<char> = text.chars().collect();
+    let mut words = Vec::new();
+    let mut start = None;
+    for (i, c) in chars.iter().chain(std::iter::once(&' ')).enumerate() {
+        match (c.is_alphabetic(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if i - s >= 3 {
+                    words.push((s, i));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if words.is_empty() {
+        return text.to_string();
+    }
+    let (from, to) = words[rng.random_range(0..words.len())];
+    let at = rng.random_range(from..to);
+    let letter = |rng: &mut dyn rand::RngCore, not: char| loop {
+        let c = char::from(b'a' + (rng.next_u32() % 26) as u8);
+        if c != not {
+            return c;
+        }
+    };
+    match rng.random_range(0..4) {
+        0 => {
+            let c = letter(rng, '\0');
+            chars.insert(at, c)
+        }
+        1 => {
+            chars.remove(at);
+        }
+        2 => chars[at] = letter(rng, chars[at].to_ascii_lowercase()),
+        _ => {
+            let other = if at + 1 < to { at + 1 } else { at - 1 };
+            chars.swap(at, other)
+        }
+    }
+    chars.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_typo_is_one_edit_in_one_word() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for text in ["how long does shipping take", "where is my order", "ok"] {
+            for _ in 0..50 {
+                let typo = with_typo(text, &mut rng);
+                if text == "ok" {
+                    assert_eq!(typo, "ok", "no word long enough");
+                    continue;
+                }
+                let (a, b): (Vec<&str>, Vec<&str>) = (text.split(' ').collect(), typo.split(' ').collect());
+                assert_eq!(a.len(), b.len(), "{typo}");
+                let changed: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).collect();
+                assert!(changed.len() <= 1, "{text} -> {typo}");
+                if let Some((x, y)) = changed.first() {
+                    assert!(x.len() >= 3 && x.len().abs_diff(y.len()) <= 1, "{x} -> {y}");
+                }
+            }
+        }
+        let mut again = rand::rngs::StdRng::seed_from_u64(7);
+        assert_eq!(
+            with_typo("how long does shipping take", &mut again),
+            with_typo("how long does shipping take", &mut rand::rngs::StdRng::seed_from_u64(7))
+        );
+    }
 
     #[test]
     fn ranks_count_ties_against_the_system() {

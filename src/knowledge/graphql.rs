@@ -46,8 +46,8 @@ pub fn paging(query: &str) -> Paging {
 pub enum SourceError {
     #[error("page {page}: the GraphQL server answered HTTP {status} without a GraphQL body{detail}")]
     Http { page: u32, status: u16, detail: String },
-    #[error("page {page}: GraphQL errors: {messages}")]
-    Graphql { page: u32, messages: String },
+    #[error("page {page}: GraphQL errors{}: {messages}", status_note(*.status))]
+    Graphql { page: u32, status: u16, messages: String },
     #[error("page {page}: the response is not JSON ({reason})")]
     InvalidJson { page: u32, reason: String },
     #[error("page {page}: {reason}")]
@@ -62,6 +62,17 @@ pub struct Source<'a> {
     pub url: &'a str,
     pub query: &'a str,
     pub headers: &'a [(String, String)],
+}
+
+/// What a non-200 status adds to GraphQL errors: Magento answers 401 for a refused token and
+/// 403 for data the credentials may not see, which point at `graphql_headers`.
+fn status_note(status: u16) -> String {
+    match status {
+        200 => String::new(),
+        401 => " (HTTP 401: the store refused the credentials in graphql_headers)".into(),
+        403 => " (HTTP 403: these credentials may not read this data)".into(),
+        other => format!(" (HTTP {other})"),
+    }
 }
 
 fn describe_errors(errors: &[Value]) -> String {
@@ -125,7 +136,7 @@ impl Source<'_> {
             Err(e) => return Err(SourceError::InvalidJson { page, reason: e.to_string() }),
         };
         if let Some(errors) = object.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-            return Err(SourceError::Graphql { page, messages: describe_errors(errors) });
+            return Err(SourceError::Graphql { page, status, messages: describe_errors(errors) });
         }
         match object.get("data") {
             Some(data @ Value::Object(_)) => Ok(data.clone()),

@@ -218,3 +218,53 @@ async fn knowledge_import_is_answered_by_the_running_server() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("duplicate id 'a'"), "{}", stderr(&out));
 }
+
+/// `eval` on five FAQs whose figures are worked out by hand:
+///
+/// * Queries 1–3 are their FAQ's own question: rank 1 each.
+/// * `open-a` and `open-b` are the same FAQ twice, so they score exactly the same; query 4's
+///   gold is `open-b`, and `open-a` scores >= it: rank 1 + 1 = 2 (ties count against us).
+/// * Query 5 shares no word (and no character 4-gram) with any FAQ: score 0, confidence 0.
+///
+/// top-1 = 3/4 = 0.75; recall@3 = 4/4 = 1; MRR@10 = (1 + 1 + 1 + 1/2) / 4 = 0.875.
+/// The four in-scope queries match a whole question (confidence above the shipped 0.85), so
+/// only query 5 gets "no answer": no-answer precision = 1/1, recall = 1/1, F1 = 1; in-scope
+/// accuracy = answered and right / in scope = 3/4 = 0.75 (query 4 is answered with the twin);
+/// AUROC = 1: every in-scope confidence is above the out-of-scope one.
+#[test]
+fn eval_figures_match_a_hand_computed_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("five.json");
+    let fixture = serde_json::json!({
+        "name": "five",
+        "faqs": [
+            {"id": "shipping", "question": "How long does shipping take?", "answer": "Two to four working days."},
+            {"id": "payment", "question": "Which payment methods do you accept?", "answer": "Cards and invoice."},
+            {"id": "returns", "question": "How do I return an item?", "answer": "Use the return form."},
+            {"id": "open-a", "question": "When is the store open?", "answer": "Monday to Friday."},
+            {"id": "open-b", "question": "When is the store open?", "answer": "Monday to Friday."}
+        ],
+        "queries": [
+            {"text": "how long does shipping take", "faq_id": "shipping"},
+            {"text": "which payment methods do you accept", "faq_id": "payment"},
+            {"text": "how do i return an item", "faq_id": "returns"},
+            {"text": "when is the store open", "faq_id": "open-b"},
+            {"text": "xylophone zebra quantum", "faq_id": null}
+        ]
+    });
+    std::fs::write(&file, fixture.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["eval", file.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "top1": 0.75, "recall3": 1.0, "mrr10": 0.875,
+            "no_answer_precision": 1.0, "no_answer_recall": 1.0, "no_answer_f1": 1.0,
+            "in_scope_accuracy": 0.75, "auroc": 1.0
+        })
+    );
+}

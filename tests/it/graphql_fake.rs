@@ -80,6 +80,9 @@ pub struct Shop {
     pub unavailable: AtomicU32,
     /// Requests served (for retry assertions).
     pub requests: AtomicU32,
+    /// When set, a request whose `Authorization` is not `Bearer <token>` is refused as Magento
+    /// refuses an invalid token (HTTP 401, `graphql-authentication`).
+    pub token: Mutex<Option<String>>,
 }
 
 struct Query;
@@ -145,6 +148,12 @@ impl Query {
     }
 
     #[graphql(name = "cmsPage")]
+    /// Customer data, which needs a logged-in customer: always `graphql-authorization`.
+    async fn customer(&self) -> Result<Option<String>, Error> {
+        Err(Error::new("The current customer isn't authorized.")
+            .extend_with(|_, e| e.set("category", "graphql-authorization")))
+    }
+
     async fn cms_page(&self, ctx: &Context<'_>, identifier: String) -> Result<CmsPage, Error> {
         if identifier != "faq" {
             return Err(Error::new(format!("The CMS page with the \"{identifier}\" ID doesn't exist."))
@@ -169,6 +178,17 @@ async fn graphql(State((schema, shop)): State<(ShopSchema, Arc<Shop>)>, headers:
         let body = r#"{"errors":[{"message":"Request content type must be application/json"}]}"#;
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, [("content-type", "application/json")], body).into_response();
     }
+    let token = shop.token.lock().unwrap().clone();
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if let (Some(token), Some(given)) = (token, authorization)
+        && given != format!("Bearer {token}")
+    {
+        let body = serde_json::json!({"errors": [{
+            "message": "The current customer isn't authorized.",
+            "extensions": {"category": "graphql-authentication"}
+        }]});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
     let request: async_graphql::Request = match serde_json::from_str(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -177,8 +197,23 @@ async fn graphql(State((schema, shop)): State<(ShopSchema, Arc<Shop>)>, headers:
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
-    let response = schema.execute(request).await;
-    (StatusCode::OK, axum::Json(response)).into_response()
+    let response = serde_json::to_value(schema.execute(request).await).unwrap();
+    // Magento's controller: authentication errors answer 401, authorization errors 403, the
+    // rest 200 (contract §5.2).
+    let categories: Vec<&str> = response["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["extensions"]["category"].as_str())
+        .collect();
+    let status = if categories.contains(&"graphql-authentication") {
+        StatusCode::UNAUTHORIZED
+    } else if categories.contains(&"graphql-authorization") {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(response)).into_response()
 }
 
 async fn slow() -> &'static str {

@@ -158,6 +158,36 @@ async fn failures_say_what_and_where_and_transient_ones_are_retried() {
         err.to_string(),
         "page 1: GraphQL errors: The CMS page with the \"nope\" ID doesn't exist. (at cmsPage)"
     );
+    // Magento's status codes: a refused token is a 401, data the credentials may not read a
+    // 403; both carry GraphQL errors, are reported with their status, and are not retried.
+    *fake.shop.token.lock().unwrap() = Some("right".into());
+    let before = fake.shop.requests.load(Ordering::SeqCst);
+    let client = aia_chat::outbound::client(UpstreamPolicy::default(), t);
+    let url = fake.url("/graphql");
+    let headers = [("Authorization".to_string(), "Bearer wrong".to_string())];
+    let source = TrainSource {
+        source: Source { client: &client, url: &url, query: PAGED, headers: &headers },
+        chunk_size: 10,
+        mapping: Mapping::default(),
+    };
+    let err = fetch_all(&source, |_| {}).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "page 1: GraphQL errors (HTTP 401: the store refused the credentials in graphql_headers): \
+         The current customer isn't authorized."
+    );
+    assert_eq!(fake.shop.requests.load(Ordering::SeqCst), before + 1, "a 401 is not retried");
+    let headers = [("Authorization".to_string(), "Bearer right".to_string())];
+    let source = TrainSource { source: Source { headers: &headers, ..source.source }, ..source };
+    assert_eq!(fetch_all(&source, |_| {}).await.unwrap().entries.len(), 3, "the right token passes");
+    *fake.shop.token.lock().unwrap() = None;
+    let err = fetch(&fake, "/graphql", "query { customer }", 10, t).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "page 1: GraphQL errors (HTTP 403: these credentials may not read this data): \
+         The current customer isn't authorized. (at customer)"
+    );
+
     let err = fetch(&fake, "/graphql", "query { faq { colour } }", 10, t).await.unwrap_err();
     assert!(err.to_string().contains("colour"), "{err}");
     let err = fetch(&fake, "/not-json", PAGED, 10, t).await.unwrap_err();
