@@ -1,14 +1,15 @@
-//! Full-text retrieval over FAQ entries with tantivy (BM25). An entry is scored from four
+//! Full-text retrieval over FAQ entries with tantivy (BM25). An entry is scored from five
 //! kinds of document: all its phrasings together (question and variants, like one FAQ page),
 //! its best single phrasing (so one close paraphrase counts even among many variants), its
-//! answer, and the character 4-grams of its phrasings' words (so "lights" meets "light",
+//! answer, the character 4-grams of its phrasings' words (so "lights" meets "light",
 //! inflected forms meet in languages without a stemmer, and a typo still shares most of its
-//! word). Query words unknown to the knowledge are corrected to the closest known word
-//! (Levenshtein distance 1, or 2 for long words). The weights are the same for every client
-//! and data set (chosen on the development sets, see BENCHMARKS.md). Visitor text is never
-//! parsed as query syntax: it is analysed with the index's own analysers and turned into term
-//! queries, so any input is safe. Each hit carries a confidence in [0, 1] for the "don't know"
-//! decision.
+//! word), and the pairs of neighbouring words of its phrasings (word order: "turn off the
+//! lights" is closer to "turn off" than to "lights off… turn on"). Query words unknown to the
+//! knowledge are corrected to the closest known word (Levenshtein distance 1, or 2 for long
+//! words). The weights are the same for every client and data set (chosen on the development
+//! sets, see BENCHMARKS.md). Visitor text is never parsed as query syntax: it is analysed with
+//! the index's own analysers and turned into term queries, so any input is safe. Each hit
+//! carries a confidence in [0, 1] for the "don't know" decision.
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,9 +28,11 @@ const ANALYZER: &str = "aia";
 /// Weight of the best single phrasing's score (all phrasings together weigh 1).
 const PHRASING_WEIGHT: f32 = 0.4;
 /// Weight of the answer's score.
-const ANSWER_WEIGHT: f32 = 1.0;
+const ANSWER_WEIGHT: f32 = 1.1;
 /// Weight of the character 4-grams' score.
 const GRAMS_WEIGHT: f32 = 0.2;
+/// Weight of the word pairs' score.
+const PAIRS_WEIGHT: f32 = 0.15;
 /// Weight of a query word the content analyser drops (question words, pronouns, stop words):
 /// they still rank ("turn off" vs "turn on") but count a little less than topic words.
 const STOP_WORD_WEIGHT: f32 = 0.8;
@@ -74,6 +77,8 @@ enum Kind {
     Answer,
     /// The character n-grams of all phrasings' words.
     Grams,
+    /// The pairs of neighbouring words of all phrasings ("turn off" is not "off turn").
+    Pairs,
 }
 
 impl Kind {
@@ -83,6 +88,7 @@ impl Kind {
             Kind::Phrasing => PHRASING_WEIGHT,
             Kind::Answer => ANSWER_WEIGHT,
             Kind::Grams => GRAMS_WEIGHT,
+            Kind::Pairs => PAIRS_WEIGHT,
         }
     }
 }
@@ -93,7 +99,6 @@ const ENTRY: &str = "entry";
 /// An immutable, searchable snapshot of one client's knowledge.
 pub struct KnowledgeIndex {
     entries: Vec<KnowledgeEntry>,
-    entry_terms: Vec<HashSet<String>>,
     doc_freq: HashMap<String, u32>,
     /// One index per kind of document, so each has its own BM25 statistics (document count
     /// and average length): sharing one index would count every phrasing and answer document
@@ -121,6 +126,8 @@ struct Analysed {
     content: Vec<(String, f32)>,
     /// Character n-grams of the words.
     grams: Vec<(String, f32)>,
+    /// Neighbouring ranking terms (typos corrected).
+    pairs: Vec<(String, f32)>,
 }
 
 impl std::fmt::Debug for KnowledgeIndex {
@@ -411,6 +418,21 @@ impl Part {
     }
 }
 
+/// Neighbouring terms joined by `_`, which no analyser leaves inside a term.
+fn pairs(terms: &[String]) -> Vec<String> {
+    terms.windows(2).map(|w| format!("{}_{}", w[0], w[1])).collect()
+}
+
+/// The distinct ranking terms of an entry's question, variants and answer.
+fn entry_terms(analyzer: &mut TextAnalyzer, e: &KnowledgeEntry) -> HashSet<String> {
+    let mut all: HashSet<String> = terms(analyzer, &e.question).into_iter().collect();
+    for v in &e.variants {
+        all.extend(terms(analyzer, v));
+    }
+    all.extend(terms(analyzer, &e.answer));
+    all
+}
+
 fn sorted_unique(mut terms: Vec<String>) -> Vec<String> {
     terms.sort();
     terms.dedup();
@@ -423,25 +445,17 @@ impl KnowledgeIndex {
         let mut analyzer = make_analyzer(language, Role::Rank);
         let content_analyzer = make_analyzer(language, Role::Content);
         let word_analyzer = make_analyzer(language, Role::Words);
-        let entry_terms: Vec<HashSet<String>> = entries
-            .iter()
-            .map(|e| {
-                let mut all = terms(&mut analyzer, &e.question);
-                for v in &e.variants {
-                    all.extend(terms(&mut analyzer, v));
-                }
-                all.extend(terms(&mut analyzer, &e.answer));
-                all.into_iter().collect()
-            })
-            .collect();
         let mut doc_freq: HashMap<String, u32> = HashMap::new();
-        for t in entry_terms.iter().flatten() {
-            *doc_freq.entry(t.clone()).or_default() += 1;
+        for e in &entries {
+            for t in entry_terms(&mut analyzer, e) {
+                *doc_freq.entry(t).or_default() += 1;
+            }
         }
         let grams_analyzer = TextAnalyzer::from(WhitespaceTokenizer::default());
         let mut parts = Vec::new();
         if !entries.is_empty() {
-            for kind in [Kind::Phrasings, Kind::Phrasing, Kind::Answer, Kind::Grams] {
+            for kind in [Kind::Phrasings, Kind::Phrasing, Kind::Answer, Kind::Grams, Kind::Pairs] {
+                let mut ranked = analyzer.clone();
                 let mut words = word_analyzer.clone();
                 let docs = entries.iter().enumerate().flat_map(move |(i, e)| {
                     let phrasings =
@@ -455,14 +469,17 @@ impl KnowledgeIndex {
                             let all: Vec<String> = phrasings().flat_map(|p| terms(&mut words, p)).collect();
                             vec![grams(&all).join(" ")]
                         }
+                        Kind::Pairs => {
+                            vec![phrasings().flat_map(|p| pairs(&terms(&mut ranked, p))).collect::<Vec<_>>().join(" ")]
+                        }
                     };
                     texts.into_iter().map(move |t| (i, t))
                 });
-                let part_analyzer = if kind == Kind::Grams { &grams_analyzer } else { &analyzer };
+                let part_analyzer = if matches!(kind, Kind::Grams | Kind::Pairs) { &grams_analyzer } else { &analyzer };
                 parts.push(Part::build(kind, docs, part_analyzer)?);
             }
         }
-        Ok(KnowledgeIndex { entries, entry_terms, doc_freq, parts, analyzer, content_analyzer, word_analyzer })
+        Ok(KnowledgeIndex { entries, doc_freq, parts, analyzer, content_analyzer, word_analyzer })
     }
 
     /// The indexed entries.
@@ -481,7 +498,11 @@ impl KnowledgeIndex {
     fn entry_scores(&self, query: &Analysed, docs: Option<usize>) -> HashMap<usize, f32> {
         let mut scores: HashMap<usize, f32> = HashMap::new();
         for part in &self.parts {
-            let terms = if part.kind == Kind::Grams { &query.grams } else { &query.rank };
+            let terms = match part.kind {
+                Kind::Grams => &query.grams,
+                Kind::Pairs => &query.pairs,
+                _ => &query.rank,
+            };
             let mut best: HashMap<usize, f32> = HashMap::new();
             for (entry, score) in part.search(terms, docs.unwrap_or(part.docs)) {
                 let b = best.entry(entry).or_default();
@@ -495,10 +516,13 @@ impl KnowledgeIndex {
     }
 
     fn confidence(&self, query: &Analysed, entry: usize, score: f32) -> f32 {
-        let Some(known) = self.entry_terms.get(entry) else { return 0.0 };
+        let Some(entry) = self.entries.get(entry) else { return 0.0 };
         if score <= 0.0 {
             return 0.0;
         }
+        // Analysed again here rather than kept per entry: one entry per answer costs
+        // microseconds, a term set per entry costs ~1 KiB each in memory.
+        let known = entry_terms(&mut self.analyzer.clone(), entry);
         let covered: f32 =
             query.content.iter().filter(|(t, _)| known.contains(t)).map(|(t, credit)| credit * self.idf(t)).sum();
         let total: f32 = query.content.iter().map(|(t, _)| self.idf(t)).sum();
@@ -528,7 +552,8 @@ impl KnowledgeIndex {
     }
 
     fn analyse(&self, query: &str) -> Analysed {
-        let rank = sorted_unique(terms(&mut self.analyzer.clone(), query));
+        let ordered = terms(&mut self.analyzer.clone(), query);
+        let rank = sorted_unique(ordered.clone());
         let content = sorted_unique(terms(&mut self.content_analyzer.clone(), query));
         let words = terms(&mut self.word_analyzer.clone(), query);
         let corrections: HashMap<&str, String> = rank
@@ -553,7 +578,9 @@ impl KnowledgeIndex {
             })
             .collect();
         let grams = sorted_unique(grams(&words)).into_iter().map(|g| (g, 1.0)).collect();
-        Analysed { rank, content, grams }
+        let ordered: Vec<String> = ordered.iter().map(correct).collect();
+        let pairs = sorted_unique(pairs(&ordered)).into_iter().map(|p| (p, 1.0)).collect();
+        Analysed { rank, content, grams, pairs }
     }
 
     /// The best `limit` entries for `query`, best first.

@@ -227,7 +227,7 @@ async fn knowledge_import_is_answered_by_the_running_server() {
 /// * Query 5 shares no word (and no character 4-gram) with any FAQ: score 0, confidence 0.
 ///
 /// top-1 = 3/4 = 0.75; recall@3 = 4/4 = 1; MRR@10 = (1 + 1 + 1 + 1/2) / 4 = 0.875.
-/// The four in-scope queries match a whole question (confidence above the shipped 0.85), so
+/// The four in-scope queries match a whole question (confidence above the shipped 0.87), so
 /// only query 5 gets "no answer": no-answer precision = 1/1, recall = 1/1, F1 = 1; in-scope
 /// accuracy = answered and right / in scope = 3/4 = 0.75 (query 4 is answered with the twin);
 /// AUROC = 1: every in-scope confidence is above the out-of-scope one.

@@ -147,13 +147,13 @@ impl Query {
         all.into_iter().skip(offset as usize).take(limit as usize).collect()
     }
 
-    #[graphql(name = "cmsPage")]
     /// Customer data, which needs a logged-in customer: always `graphql-authorization`.
     async fn customer(&self) -> Result<Option<String>, Error> {
         Err(Error::new("The current customer isn't authorized.")
             .extend_with(|_, e| e.set("category", "graphql-authorization")))
     }
 
+    #[graphql(name = "cmsPage")]
     async fn cms_page(&self, ctx: &Context<'_>, identifier: String) -> Result<CmsPage, Error> {
         if identifier != "faq" {
             return Err(Error::new(format!("The CMS page with the \"{identifier}\" ID doesn't exist."))
@@ -184,7 +184,7 @@ async fn graphql(State((schema, shop)): State<(ShopSchema, Arc<Shop>)>, headers:
         && given != format!("Bearer {token}")
     {
         let body = serde_json::json!({"errors": [{
-            "message": "The current customer isn't authorized.",
+            "message": "The request is allowed for logged in customer",
             "extensions": {"category": "graphql-authentication"}
         }]});
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();

@@ -174,7 +174,7 @@ async fn failures_say_what_and_where_and_transient_ones_are_retried() {
     assert_eq!(
         err.to_string(),
         "page 1: GraphQL errors (HTTP 401: the store refused the credentials in graphql_headers): \
-         The current customer isn't authorized."
+         The request is allowed for logged in customer"
     );
     assert_eq!(fake.shop.requests.load(Ordering::SeqCst), before + 1, "a 401 is not retried");
     let headers = [("Authorization".to_string(), "Bearer right".to_string())];
