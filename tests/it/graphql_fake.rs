@@ -78,6 +78,8 @@ pub struct Shop {
     pub fail_page: Mutex<Option<i32>>,
     /// Answer this many requests with 503 (an HTML page) before serving.
     pub unavailable: AtomicU32,
+    /// Answer this many requests with Magento's 500 (`Internal server error`) before serving.
+    pub broken: AtomicU32,
     /// Requests served (for retry assertions).
     pub requests: AtomicU32,
     /// When set, a request whose `Authorization` is not `Bearer <token>` is refused as Magento
@@ -189,6 +191,11 @@ async fn graphql(State((schema, shop)): State<(ShopSchema, Arc<Shop>)>, headers:
         }]});
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     }
+    if shop.broken.load(Ordering::SeqCst) > 0 {
+        shop.broken.fetch_sub(1, Ordering::SeqCst);
+        let body = serde_json::json!({"errors": [{"message": "Internal server error", "extensions": {"category": "internal"}}]});
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response();
+    }
     let request: async_graphql::Request = match serde_json::from_str(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -197,6 +204,15 @@ async fn graphql(State((schema, shop)): State<(ShopSchema, Arc<Shop>)>, headers:
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
+    // A syntax error is a 400 with no `data` in current Magento (schema validation errors, such
+    // as an unknown field, stay 200).
+    if let Err(e) = async_graphql::parser::parse_query(&request.query) {
+        let body = serde_json::json!({"errors": [{
+            "message": format!("Syntax Error: {e}"),
+            "extensions": {"category": "graphql"}
+        }]});
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
     let response = serde_json::to_value(schema.execute(request).await).unwrap();
     // Magento's controller: authentication errors answer 401, authorization errors 403, the
     // rest 200 (contract §5.2).

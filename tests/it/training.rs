@@ -188,6 +188,15 @@ async fn failures_say_what_and_where_and_transient_ones_are_retried() {
          The current customer isn't authorized. (at customer)"
     );
 
+    // A syntax error (400) and an internal error (500) carry GraphQL errors: reported with
+    // their status and not retried; an unknown field is Magento's 200 with errors.
+    let before = fake.shop.requests.load(Ordering::SeqCst);
+    let err = fetch(&fake, "/graphql", "query { faq { question", 10, t).await.unwrap_err();
+    assert!(err.to_string().starts_with("page 1: GraphQL errors (HTTP 400): Syntax Error:"), "{err}");
+    fake.shop.broken.store(1, Ordering::SeqCst);
+    let err = fetch(&fake, "/graphql", PAGED, 10, t).await.unwrap_err();
+    assert_eq!(err.to_string(), "page 1: GraphQL errors (HTTP 500): Internal server error");
+    assert_eq!(fake.shop.requests.load(Ordering::SeqCst), before + 2, "neither is retried");
     let err = fetch(&fake, "/graphql", "query { faq { colour } }", 10, t).await.unwrap_err();
     assert!(err.to_string().contains("colour"), "{err}");
     let err = fetch(&fake, "/not-json", PAGED, 10, t).await.unwrap_err();
