@@ -7,6 +7,7 @@
 //! - [`knowledge`]: FAQ entries, training from GraphQL, and their full-text index.
 //! - [`outbound`]: the HTTP client for upstream services, with the upstream address policy.
 //! - [`assistant`]: the per-message brain (today: the built-in answerer).
+//! - [`model`]: language-model wire formats (server-sent events, OpenAI-compatible streams).
 //! - [`realtime`]: the frame protocol, the session hub and abuse limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod http;
 pub mod ids;
 pub mod knowledge;
+pub mod model;
 pub mod outbound;
 pub mod realtime;
 pub mod registry;
