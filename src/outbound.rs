@@ -36,6 +36,15 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// A request error as text without its URL, which may carry query-string credentials.
+pub fn error_text(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url (") {
+        e.truncate(i);
+    }
+    e
+}
+
 /// Installs the process-wide TLS crypto provider (ring) once; every reqwest client needs it.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -45,12 +54,22 @@ pub fn install_crypto_provider() {
 /// redirects to other hosts' credentials (reqwest drops sensitive headers on cross-host
 /// redirects), and a total timeout per request.
 pub fn client(policy: UpstreamPolicy, timeout: Duration) -> reqwest::Client {
+    builder(policy)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("valid client configuration")
+}
+
+/// The same client for streamed responses: only connecting is timed here; the caller times
+/// each read (a model may think for a while before its first token, then stream for long).
+pub fn streaming_client(policy: UpstreamPolicy, connect: Duration) -> reqwest::Client {
+    builder(policy).connect_timeout(connect).build().expect("valid client configuration")
+}
+
+fn builder(policy: UpstreamPolicy) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver { policy }))
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("aia-chat/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client configuration is valid")
 }

@@ -123,10 +123,17 @@ impl Source<'_> {
         }
         let response = request.send().await.map_err(|e| SourceError::Transport {
             page,
-            reason: if e.is_timeout() { "timed out".into() } else { format!("request failed: {}", without_url(&e)) },
+            reason: if e.is_timeout() {
+                "timed out".into()
+            } else {
+                format!("request failed: {}", crate::outbound::error_text(&e))
+            },
         })?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(|e| SourceError::Transport { page, reason: without_url(&e) })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| SourceError::Transport { page, reason: crate::outbound::error_text(&e) })?;
         let parsed: Result<Value, _> = serde_json::from_slice(&body);
         let object = match parsed {
             Ok(Value::Object(o)) if o.contains_key("data") || o.contains_key("errors") => o,
@@ -143,15 +150,6 @@ impl Source<'_> {
             _ => Err(SourceError::InvalidJson { page, reason: "data is missing or not an object".into() }),
         }
     }
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    // The URL may carry query-string credentials; keep it out of messages.
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url (") {
-        e.truncate(i);
-    }
-    e
 }
 
 fn snippet(body: &[u8]) -> String {

@@ -1,6 +1,9 @@
-//! Language-model providers. The wire formats live here, free of the rest of the server:
-//! [`sse`] turns response bytes into events, [`openai`] turns OpenAI-compatible chat
-//! completion events into forwarded text, assembled tool calls and usage.
+//! Language-model providers: [`endpoint`] resolves where a client's model lives, [`client`]
+//! streams one completion over HTTP with timeouts and retries, [`sse`] turns response bytes
+//! into events, and [`openai`] turns OpenAI-compatible chat-completion events into forwarded
+//! text, assembled tool calls and usage.
 
+pub mod client;
+pub mod endpoint;
 pub mod openai;
 pub mod sse;

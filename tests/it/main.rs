@@ -2,12 +2,14 @@
 //! Every test starts the real server on port 0 and talks to it over HTTP and WebSocket.
 
 mod graphql_fake;
+mod model_fake;
 mod support;
 
 mod bad_input;
 mod browser;
 mod chat;
 mod cli;
+mod model;
 mod origins;
 mod shutdown;
 mod store;

@@ -1,0 +1,141 @@
+//! The streaming model client against the fake OpenAI-compatible server over loopback:
+//! deltas arrive as they are written, the right credentials are sent, and every failure of
+//! the contract ends in a typed error within the time the product promises, retried only
+//! when that can help and nothing has reached the visitor yet.
+
+use std::time::{Duration, Instant};
+
+use aia_chat::clients::UpstreamPolicy;
+use aia_chat::model::client::{ModelError, Timeouts, stream_chat};
+use aia_chat::model::endpoint::chat_endpoint;
+use aia_chat::model::openai::{FinishReason, StreamError, Usage};
+use serde_json::json;
+
+use crate::model_fake::{FakeModel, Script, error, quota, text_stream};
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_secs(1),
+        first_token: Duration::from_millis(800),
+        idle: Duration::from_millis(400),
+        retry_budget: Duration::from_secs(2),
+    }
+}
+
+/// Streams from the fake; returns the deltas with the time each arrived, and the result.
+async fn ask(
+    fake: &FakeModel,
+    token: &str,
+    t: Timeouts,
+) -> (Vec<(Duration, String)>, Result<aia_chat::model::openai::Completion, ModelError>, Duration) {
+    let http = aia_chat::outbound::streaming_client(UpstreamPolicy::default(), t.connect);
+    let endpoint = chat_endpoint(&fake.base(), token).unwrap();
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Do you ship to Austria?"}], "stream": true});
+    let started = Instant::now();
+    let mut deltas = Vec::new();
+    let result = stream_chat(&http, &endpoint, &body, &t, |d| deltas.push((started.elapsed(), d.to_string()))).await;
+    (deltas, result, started.elapsed())
+}
+
+#[tokio::test]
+async fn deltas_arrive_as_they_are_written() {
+    let fake = FakeModel::start(vec![text_stream(Duration::from_millis(150))]).await;
+    let (deltas, result, total) = ask(&fake, "sk-test", timeouts()).await;
+    let c = result.unwrap();
+    assert_eq!(
+        (c.text.as_str(), c.finish, c.usage),
+        ("Yes, we do.", FinishReason::Stop, Some(Usage { prompt_tokens: 25, completion_tokens: 4 }))
+    );
+    let texts: Vec<&str> = deltas.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(texts, ["Yes, we", " do."]);
+    assert!(
+        deltas[0].0 + Duration::from_millis(400) < total,
+        "the first delta came long before the end: {deltas:?} {total:?}"
+    );
+    let seen = &fake.seen()[0];
+    assert_eq!(seen.headers["authorization"], "Bearer sk-test");
+    assert_eq!(seen.body["model"], "gpt-4o-mini");
+    // A local server without a token gets no Authorization header at all.
+    let fake = FakeModel::start(vec![text_stream(Duration::ZERO)]).await;
+    ask(&fake, "", timeouts()).await.1.unwrap();
+    assert!(!fake.seen()[0].headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn refused_credentials_and_quota_are_not_retried() {
+    let fake = FakeModel::start(vec![error(401)]).await;
+    let (_, result, _) = ask(&fake, "sk-wrong", timeouts()).await;
+    assert!(
+        matches!(result, Err(ModelError::Unauthorized { status: 401, ref message }) if message.starts_with("Incorrect API key"))
+    );
+    assert_eq!(fake.seen().len(), 1);
+    let fake = FakeModel::start(vec![quota()]).await;
+    assert!(matches!(ask(&fake, "k", timeouts()).await.1, Err(ModelError::Quota { status: 429, .. })));
+    assert_eq!(fake.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_within_the_budget() {
+    let limited = Script::Status(
+        429,
+        vec![("retry-after-ms", "120".into()), ("retry-after", "1".into())],
+        match error(429) {
+            Script::Status(_, _, body) => body,
+            _ => unreachable!(),
+        },
+    );
+    let fake = FakeModel::start(vec![limited, error(500), error(502), text_stream(Duration::ZERO)]).await;
+    let (_, result, total) = ask(&fake, "k", timeouts()).await;
+    assert_eq!(result.unwrap().text, "Yes, we do.");
+    assert_eq!(fake.seen().len(), 4, "429, 500, 502, then the answer");
+    assert!(total >= Duration::from_millis(120), "retry-after-ms was honoured: {total:?}");
+    // A server that asks for longer than the budget: fall back now, not later.
+    let long = Script::Status(429, vec![("retry-after", "30".into())], "{}".into());
+    let fake = FakeModel::start(vec![long, text_stream(Duration::ZERO)]).await;
+    let (_, result, total) = ask(&fake, "k", timeouts()).await;
+    assert!(matches!(result, Err(ModelError::RateLimited { .. })));
+    assert!(total < Duration::from_millis(500), "{total:?}");
+    // A provider that keeps failing: the error comes within the budget of the first failure.
+    let fake = FakeModel::start(vec![error(503)]).await;
+    let (_, result, total) = ask(&fake, "k", timeouts()).await;
+    assert!(matches!(result, Err(ModelError::Http { status: 503, .. })));
+    assert!(total < timeouts().retry_budget + Duration::from_millis(300), "{total:?}");
+    assert!(fake.seen().len() >= 3, "retried with backoff: {}", fake.seen().len());
+}
+
+#[tokio::test]
+async fn broken_and_silent_streams_end_in_time() {
+    // An error event after text reached the visitor: reported, not retried.
+    let mut pieces = match text_stream(Duration::ZERO) {
+        Script::Stream(p) => p,
+        _ => unreachable!(),
+    };
+    pieces.truncate(2);
+    pieces.push((Duration::ZERO, b"data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n".to_vec()));
+    let fake = FakeModel::start(vec![Script::Stream(pieces.clone()), text_stream(Duration::ZERO)]).await;
+    let (deltas, result, _) = ask(&fake, "k", timeouts()).await;
+    assert_eq!(deltas.len(), 1);
+    assert!(matches!(result, Err(ModelError::Stream(StreamError::Upstream { .. }))));
+    assert_eq!(fake.seen().len(), 1, "text was forwarded: no retry");
+    // The connection drops mid-answer.
+    pieces.truncate(2);
+    let fake = FakeModel::start(vec![Script::Stream(pieces)]).await;
+    assert_eq!(ask(&fake, "k", timeouts()).await.1, Err(ModelError::Stream(StreamError::Truncated)));
+    // Headers, then silence: the first-token timeout ends it (then the budget stops retries).
+    let fake = FakeModel::start(vec![Script::Stall]).await;
+    let t = Timeouts { retry_budget: Duration::ZERO, ..timeouts() };
+    let (_, result, total) = ask(&fake, "k", t).await;
+    assert!(matches!(result, Err(ModelError::Timeout { .. })), "{result:?}");
+    assert!(total >= t.first_token && total < t.first_token + Duration::from_millis(300), "{total:?}");
+    // Text, then silence longer than the idle timeout.
+    let mut stalling = match text_stream(Duration::ZERO) {
+        Script::Stream(p) => p,
+        _ => unreachable!(),
+    };
+    stalling[2].0 = Duration::from_secs(5);
+    let fake = FakeModel::start(vec![Script::Stream(stalling)]).await;
+    let (deltas, result, total) = ask(&fake, "k", t).await;
+    assert_eq!(deltas.len(), 1);
+    assert!(matches!(result, Err(ModelError::Timeout { phase: "silent between tokens", .. })), "{result:?}");
+    assert!(total < t.idle + Duration::from_millis(300), "{total:?}");
+}

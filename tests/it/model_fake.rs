@@ -1,0 +1,144 @@
+//! A fake OpenAI-compatible chat-completions server on loopback that follows
+//! `shared/contracts/openai.md`: it plays scripted answers (SSE transcripts written piece by
+//! piece with a flush and a pause, error statuses with the contract's bodies and headers, a
+//! stream that stalls) and records what it was sent.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+
+/// One scripted answer.
+#[derive(Clone)]
+pub enum Script {
+    /// A 200 SSE stream: each piece is written after its pause.
+    Stream(Vec<(Duration, Vec<u8>)>),
+    /// A plain answer with a status, headers and body.
+    Status(u16, Vec<(&'static str, String)>, String),
+    /// The 200 headers, then nothing, ever.
+    Stall,
+}
+
+/// The contract's §4.3 text stream ("Yes, we do."), each event a piece.
+pub fn text_stream(pause: Duration) -> Script {
+    let events = [
+        r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[{"index":0,"delta":{"content":"Yes, we"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[{"index":0,"delta":{"content":" do."},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+        r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
+        r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[],"usage":{"prompt_tokens":25,"completion_tokens":4,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#,
+        "[DONE]",
+    ];
+    Script::Stream(events.iter().map(|e| (pause, format!("data: {e}\n\n").into_bytes())).collect())
+}
+
+/// The contract's §5.2 error answers.
+pub fn error(status: u16) -> Script {
+    let body = match status {
+        401 => {
+            r#"{"error":{"message":"Incorrect API key provided: sk-test***0000. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#
+        }
+        429 => {
+            r#"{"error":{"message":"Rate limit reached for gpt-4o-mini in organization org-test on requests per min (RPM): Limit 500, Used 500, Requested 1. Please try again in 850ms. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#
+        }
+        500 => {
+            r#"{"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#
+        }
+        503 => {
+            r#"{"error":{"message":"Our servers are currently overloaded. Please try again later.","type":"service_unavailable_error","param":null,"code":"server_is_overloaded"}}"#
+        }
+        _ => "<html><body><h1>502 Bad Gateway</h1></body></html>",
+    };
+    Script::Status(status, Vec::new(), body.to_string())
+}
+
+/// 429 `insufficient_quota`, which must not be retried.
+pub fn quota() -> Script {
+    let body = r#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+    Script::Status(429, Vec::new(), body.into())
+}
+
+/// What the fake was sent.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Fake {
+    scripts: Mutex<VecDeque<Script>>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+/// A running fake.
+pub struct FakeModel {
+    pub addr: SocketAddr,
+    fake: Arc<Fake>,
+}
+
+impl FakeModel {
+    /// Starts the fake; it plays `scripts` in order, one per request (the last one repeats).
+    pub async fn start(scripts: Vec<Script>) -> FakeModel {
+        let fake = Arc::new(Fake { scripts: Mutex::new(scripts.into()), ..Default::default() });
+        let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(fake.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeModel { addr, fake }
+    }
+
+    /// The base URL, as a shop owner would give it for a local server.
+    pub fn base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Every request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.fake.seen.lock().unwrap().clone()
+    }
+}
+
+async fn answer(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    fake.seen.lock().unwrap().push(Seen { headers, body });
+    let script = {
+        let mut scripts = fake.scripts.lock().unwrap();
+        if scripts.len() > 1 { scripts.pop_front() } else { scripts.front().cloned() }
+    };
+    match script.expect("a script for every request") {
+        Script::Status(code, headers, body) => {
+            let json = body.starts_with('{');
+            let mut response = (StatusCode::from_u16(code).unwrap(), body).into_response();
+            let h = response.headers_mut();
+            h.insert("content-type", if json { "application/json" } else { "text/html" }.parse().unwrap());
+            for (name, value) in headers {
+                h.insert(name, value.parse().unwrap());
+            }
+            response
+        }
+        Script::Stream(pieces) => {
+            let stream = futures_util::stream::unfold(pieces.into_iter(), |mut pieces| async move {
+                let (pause, bytes) = pieces.next()?;
+                tokio::time::sleep(pause).await;
+                Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), pieces))
+            });
+            sse(Body::from_stream(stream))
+        }
+        Script::Stall => sse(Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>())),
+    }
+}
+
+fn sse(body: Body) -> Response {
+    let mut response = Response::new(body);
+    response.headers_mut().insert("content-type", "text/event-stream; charset=utf-8".parse().unwrap());
+    response
+}
