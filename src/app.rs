@@ -39,6 +39,8 @@ pub struct StateInner {
     pub tasks: TaskTracker,
     /// Runs training for the schedule.
     pub trainer: crate::knowledge::run::Trainer,
+    /// The HTTP client for language models (streams; only connecting is timed here).
+    pub model_http: reqwest::Client,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -105,6 +107,10 @@ impl App {
         let state = AppState {
             inner: Arc::new(StateInner {
                 trainer,
+                model_http: crate::outbound::streaming_client(
+                    settings.store.upstream,
+                    crate::model::client::Timeouts::default().connect,
+                ),
                 limits: Limits::new(settings.limits),
                 settings,
                 store,

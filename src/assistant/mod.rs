@@ -1,9 +1,16 @@
-//! The per-message brain. Today it is the built-in answerer: retrieve from the client's
-//! knowledge and answer with the best entry when confident, otherwise say plainly that it
-//! doesn't know and offer only what this client can really do. This path stays the answer
-//! whenever no model is configured or the model fails.
+//! The per-message brain. The built-in answerer retrieves from the client's knowledge and
+//! answers with the best entry when confident, otherwise says plainly that it doesn't know
+//! and offers only what this client can really do. With a model configured, the model
+//! writes the answer from the retrieved entries ([`prompt`]) and streams it; the built-in
+//! answer stays the answer whenever the model fails.
 
+pub mod prompt;
+
+use crate::clients::{ClientSettings, SecretBox};
 use crate::knowledge::KnowledgeIndex;
+use crate::model::client::{ModelError, Timeouts, stream_chat};
+use crate::model::endpoint::Endpoint;
+use crate::store::Message;
 
 /// Where an answer came from (sent to the widget and counted in metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +19,8 @@ pub enum Source {
     Knowledge,
     /// The honest "I don't know".
     Fallback,
+    /// Written by the client's language model.
+    Model,
 }
 
 impl Source {
@@ -20,6 +29,7 @@ impl Source {
         match self {
             Source::Knowledge => "knowledge",
             Source::Fallback => "fallback",
+            Source::Model => "model",
         }
     }
 }
@@ -52,8 +62,82 @@ impl Default for Confidence {
 /// What the answerer needs to know about the client besides its knowledge.
 #[derive(Debug, Clone, Copy)]
 pub struct Persona<'a> {
+    /// The bot's name, as the visitor sees it.
+    pub bot_name: &'a str,
     /// Offered when nothing fits.
     pub contact_text: &'a str,
+}
+
+/// A client's language model, resolved from its settings.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub endpoint: Endpoint,
+    /// The provider's model id (`model_type`).
+    pub model: String,
+    pub timeouts: Timeouts,
+}
+
+/// The client's model, if one is configured: a token or a URL is set (local servers need no
+/// token). A setting that cannot be used is an error for the admin, never for the visitor.
+pub fn model_config(settings: &ClientSettings, keys: &SecretBox, uid: &str) -> Option<Result<ModelConfig, String>> {
+    let url = settings.get("model_url");
+    if url.trim().is_empty() && !settings.is_set("model_token") {
+        return None;
+    }
+    let token = match settings.secret(keys, uid, "model_token").transpose() {
+        Ok(token) => token.unwrap_or_default(),
+        Err(e) => return Some(Err(format!("model_token: {e}"))),
+    };
+    Some(
+        crate::model::endpoint::chat_endpoint(url, &token)
+            .map(|endpoint| ModelConfig {
+                endpoint,
+                model: settings.get("model_type").to_string(),
+                timeouts: Timeouts::default(),
+            })
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// Entries retrieved for the model to answer from, at most.
+const MODEL_ENTRIES: usize = 5;
+
+/// Answers `question` with the model, passing each piece of text to `on_delta` as it is
+/// written. When the model fails, the built-in answer is the reply and the error comes back
+/// for the caller to log; the visitor is never left without an answer.
+#[allow(clippy::too_many_arguments)]
+pub async fn answer_with_model(
+    http: &reqwest::Client,
+    model: &ModelConfig,
+    knowledge: &KnowledgeIndex,
+    persona: Persona<'_>,
+    confidence: Confidence,
+    history: &[Message],
+    question: &str,
+    on_delta: impl FnMut(&str) + Send,
+) -> (Reply, Option<ModelError>) {
+    let hits = knowledge.search(question, MODEL_ENTRIES);
+    let entries = hits.iter().filter_map(|h| knowledge.entries().get(h.entry)).collect();
+    let input = prompt::PromptInput {
+        bot_name: persona.bot_name,
+        contact_text: persona.contact_text,
+        entries,
+        history,
+        question,
+    };
+    let body = serde_json::json!({
+        "model": model.model,
+        "messages": prompt::messages(&input),
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    match stream_chat(http, &model.endpoint, &body, &model.timeouts, on_delta).await {
+        Ok(c) if !c.text.trim().is_empty() => {
+            (Reply { text: c.text.trim().to_string(), source: Source::Model, entry_id: None }, None)
+        }
+        Ok(_) => (answer(knowledge, persona, confidence, question), None),
+        Err(e) => (answer(knowledge, persona, confidence, question), Some(e)),
+    }
 }
 
 /// Answers `question` from `knowledge` alone.
@@ -85,7 +169,7 @@ mod tests {
     #[test]
     fn demo_questions_and_unrelated_ones() {
         let index = KnowledgeIndex::build(demo_entries(), "en").unwrap();
-        let persona = Persona { contact_text: "Write to us." };
+        let persona = Persona { bot_name: "Bot", contact_text: "Write to us." };
         let c = Confidence::default();
         for (q, id) in [
             ("how long does shipping take", "shipping-time"),

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::{ApiError, allowed_client, client_ip};
 use crate::app::AppState;
-use crate::assistant::{self, Confidence, Persona};
+use crate::assistant::{self, Confidence, Persona, prompt};
 use crate::ids::{conversation_id, now_ms, session_token, token_hash};
 use crate::realtime::hub::{Membership, Outbox, SOCKET_QUEUE};
 use crate::realtime::limits::SocketPermit;
@@ -339,8 +339,38 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
             return Ok(());
         }
         let Some(client) = state.registry.get(&uid) else { return Ok(()) };
-        let persona = Persona { contact_text: client.settings.get("contact_text") };
-        let reply = assistant::answer(&client.knowledge, persona, Confidence::default(), &visitor.text);
+        let persona =
+            Persona { bot_name: client.settings.get("bot_name"), contact_text: client.settings.get("contact_text") };
+        let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &visitor.text);
+        let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
+            None => builtin(),
+            Some(Err(why)) => {
+                tracing::warn!(client = %uid, error = %why, "the model is misconfigured; answering from the knowledge");
+                builtin()
+            }
+            Some(Ok(model)) => {
+                let (history, _) = state
+                    .store
+                    .messages_page(visitor.session_id, Some(visitor.seq), prompt::HISTORY_MESSAGES as u32)
+                    .await?;
+                let session = visitor.session_id;
+                let (reply, failure) = assistant::answer_with_model(
+                    &state.model_http,
+                    &model,
+                    &client.knowledge,
+                    persona,
+                    Confidence::default(),
+                    &history,
+                    &visitor.text,
+                    |text| state.hub.send_lossy(session, &ServerFrame::Delta { reply_to: visitor.seq, text }.encode()),
+                )
+                .await;
+                if let Some(e) = failure {
+                    tracing::warn!(client = %uid, error = %e, "the model failed; answered from the knowledge");
+                }
+                reply
+            }
+        };
         let stored = state
             .store
             .message_insert(&NewMessage {

@@ -94,7 +94,7 @@ pub async fn stream_chat(
     endpoint: &Endpoint,
     body: &Value,
     timeouts: &Timeouts,
-    mut on_delta: impl FnMut(&str),
+    mut on_delta: impl FnMut(&str) + Send,
 ) -> Result<Completion, ModelError> {
     let mut deadline: Option<Instant> = None;
     for attempt in 0u32.. {
@@ -128,7 +128,7 @@ async fn attempt_once(
     body: &Value,
     timeouts: &Timeouts,
     deadline: Option<Instant>,
-    on_delta: &mut dyn FnMut(&str),
+    on_delta: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Completion, ModelError> {
     // A retry may not outlast the retry budget.
     let cap = |d: Duration| match deadline {

@@ -66,6 +66,16 @@ impl Hub {
         delivered
     }
 
+    /// Sends a frame that may be lost to every socket of a session: a socket whose queue is
+    /// full skips it instead of being dropped (streamed pieces of an answer, which the stored
+    /// message replaces).
+    pub fn send_lossy(&self, session: i64, frame: &Arc<str>) {
+        let sessions = self.inner.sessions.lock().expect("hub lock");
+        for (_, outbox) in sessions.get(&session).into_iter().flatten() {
+            let _ = outbox.try_send(frame.clone());
+        }
+    }
+
     /// Sends a frame to every socket of every session (e.g. "reconnect" on shutdown).
     pub fn send_all(&self, frame: &Arc<str>) {
         let sessions = self.inner.sessions.lock().expect("hub lock");

@@ -184,6 +184,12 @@ pub enum ServerFrame<'a> {
     Message {
         message: MessageView<'a>,
     },
+    /// A piece of a model answer being written; the stored `message` that follows replaces it.
+    #[serde(rename_all = "camelCase")]
+    Delta {
+        reply_to: i64,
+        text: &'a str,
+    },
     #[serde(rename_all = "camelCase")]
     History {
         messages: Vec<MessageView<'a>>,

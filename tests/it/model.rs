@@ -139,3 +139,71 @@ async fn broken_and_silent_streams_end_in_time() {
     assert!(matches!(result, Err(ModelError::Timeout { phase: "silent between tokens", .. })), "{result:?}");
     assert!(total < t.idle + Duration::from_millis(300), "{total:?}");
 }
+
+/// Asks over the visitor's socket; returns the deltas and the stored answer.
+async fn ask_streamed(ws: &mut crate::support::Ws, id: &str, text: &str) -> (Vec<String>, serde_json::Value) {
+    ws.send(json!({"type": "message", "id": id, "text": text})).await;
+    let seq = ws.next_of("ack").await["seq"].clone();
+    let mut deltas = Vec::new();
+    loop {
+        let f = ws.next().await.expect("socket open");
+        match f["type"].as_str() {
+            Some("delta") if f["replyTo"] == seq => deltas.push(f["text"].as_str().unwrap().to_string()),
+            Some("message") if f["message"]["replyTo"] == seq => return (deltas, f["message"].clone()),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
+    let fake = FakeModel::start(vec![text_stream(Duration::from_millis(30)), error(401)]).await;
+    let app = crate::support::TestApp::spawn().await;
+    // Canary values in every secret setting: none may reach a prompt.
+    let model_url = format!("model_url={}", fake.base());
+    let out = app.cli(&[
+        "client",
+        "set",
+        "demo",
+        &model_url,
+        "model_token=sk-canary-model-7f3a",
+        "graphql_headers={\"Authorization\": \"Bearer canary-graphql-51c2\"}",
+        "operator_token=canary-operator-93d1",
+        "trello_key=canary-trello-key-44e0",
+        "trello_token=canary-trello-token-0b9e",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the server reloads within a second
+    let (mut ws, welcome) = app.visitor(None).await;
+    let session = welcome["session"].as_str().unwrap().to_string();
+
+    let (deltas, answer) = ask_streamed(&mut ws, "m1", "How long does shipping take?").await;
+    assert_eq!(deltas, ["Yes, we", " do."]);
+    assert_eq!((answer["text"].as_str(), answer["source"].as_str()), (Some("Yes, we do."), Some("model")));
+    let seen = fake.seen();
+    assert_eq!(seen[0].headers["authorization"], "Bearer sk-canary-model-7f3a");
+    let body = seen[0].body.to_string();
+    for canary in ["sk-canary-model-7f3a", "canary-graphql-51c2", "canary-operator-93d1", "canary-trello"] {
+        assert!(!body.contains(canary), "{canary} reached the model");
+    }
+    let system = seen[0].body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("Standard delivery takes 2–4 working days"),
+        "the retrieved FAQ is in the prompt: {system}"
+    );
+    assert_eq!(seen[0].body["messages"].as_array().unwrap().last().unwrap()["content"], "How long does shipping take?");
+    assert_eq!(seen[0].body["model"], "gpt-4o-mini");
+
+    // The model refuses the token: the visitor still gets the built-in answer, the earlier
+    // turn goes along as conversation, and the history holds only final messages.
+    let (deltas, answer) = ask_streamed(&mut ws, "m2", "How much does shipping cost?").await;
+    assert!(deltas.is_empty());
+    assert_eq!((answer["source"].as_str(), answer["entryId"].as_str()), (Some("knowledge"), Some("shipping-cost")));
+    let second = &fake.seen()[1].body["messages"];
+    assert_eq!(second[1], json!({"role": "user", "content": "How long does shipping take?"}));
+    assert_eq!(second[2], json!({"role": "assistant", "content": "Yes, we do."}));
+    let (_again, welcome) = app.visitor(Some(&session)).await;
+    let texts: Vec<&str> = welcome["history"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert_eq!(texts[1], "Yes, we do.");
+}
