@@ -118,6 +118,7 @@
     const bySeq = new Map(), byId = new Map(); // rendered messages by seq; own bubbles by client id
     let outbox = [], greet = null, offline = null, ws = null, ready = false, stopped = false, convId = null;
     let attempts = 0, retryTimer = 0, pinger = 0, typingTimer = 0, lastSeq = 0;
+    const streams = new Map(); // replyTo -> bubble of an answer being written
 
     const scrollDown = () => { list.scrollTop = list.scrollHeight; };
     const append = (e) => list.insertBefore(e, typing.parentNode && typing);
@@ -153,7 +154,17 @@
       lastSeq = Math.max(lastSeq, seq);
       unqueue(id);
     }
+    // A model answer being written to visitor message `replyTo`: one growing bubble, which
+    // the stored answer replaces.
+    function delta(f) {
+      if (!Number.isInteger(f.replyTo) || typeof f.text !== "string") return;
+      let e = streams.get(f.replyTo);
+      if (!e) { e = bubble("assistant", "", "aia-streaming"); streams.set(f.replyTo, e); place(e, f.replyTo + 0.5); typingOff(); }
+      e.textContent += f.text;
+      scrollDown();
+    }
     function addMessage(m, live) {
+      if (m && streams.has(m.replyTo)) { streams.get(m.replyTo).remove(); streams.delete(m.replyTo); }
       if (!m || !Number.isInteger(m.seq) || m.seq < 1 || typeof m.text !== "string" || bySeq.has(m.seq)) return;
       if (m.role === "visitor" && byId.has(m.clientId)) return stored(m.clientId, m.seq);
       const role = ["visitor", "assistant", "operator", "system"].indexOf(m.role) >= 0 ? m.role : "system";
@@ -169,6 +180,7 @@
       [...list.children].forEach((e) => { if (e !== greet && !keep.has(e)) e.remove(); });
       byId.forEach((e, id) => { if (!keep.has(e)) byId.delete(id); });
       bySeq.clear();
+      streams.forEach((e) => e.remove()); streams.clear();
       lastSeq = 0;
       if (outbox.length) typingOn();
     }
@@ -217,6 +229,7 @@
         scrollDown();
       } else if (f.type === "ack") stored(f.id, f.seq);
       else if (f.type === "message") addMessage(f.message, true);
+      else if (f.type === "delta") delta(f);
       else if (f.type === "error") {
         const e = f.id && byId.get(f.id);
         if (e && e.classList.contains("aia-pending")) { // refused, not stored: offer the text again

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::model_fake::{FakeModel, text_stream};
 use crate::support::{TestApp, count_run, http, loud_skip};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -156,7 +157,25 @@ async fn checks(client: &Client, app: &TestApp, forbidden: SocketAddr) -> usize 
     }
     n += 1;
 
-    // 7. On an origin the client doesn't allow, the script runs but shows nothing and says why.
+    // 7. With a model, its answer shows while it is written, and the stored one replaces it.
+    let fake = FakeModel::start(vec![text_stream(Duration::from_millis(400))]).await;
+    let out = app.cli(&["client", "set", "demo", &format!("model_url={}", fake.base())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the server reloads within a second
+    let question = "Do you ship to Austria?";
+    ask(client, question).await;
+    wait_for(client, "the model answer being written", |w| {
+        w.messages.iter().any(|m| m.role == "assistant" && m.seq.is_none() && m.text == "Yes, we")
+    })
+    .await;
+    let w = wait_for(client, "the stored model answer", |w| w.answered(question, "Yes, we do.")).await;
+    assert!(w.messages.iter().all(|m| m.seq.is_some()), "the streamed bubble is replaced: {w:#?}");
+    assert_eq!(w.messages.len(), 6, "three questions, three answers: {w:#?}");
+    let out = app.cli(&["client", "set", "demo", "model_url="]);
+    assert!(out.status.success());
+    n += 1;
+
+    // 8. On an origin the client doesn't allow, the script runs but shows nothing and says why.
     let logs = browser_log(client).await; // drains what earlier pages logged
     client.goto(&format!("http://{forbidden}/")).await.unwrap();
     let ran = client.execute("return typeof window.AiaChat;", vec![]).await.unwrap();
