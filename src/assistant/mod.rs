@@ -5,6 +5,7 @@
 //! answer stays the answer whenever the model fails.
 
 pub mod prompt;
+pub mod tools;
 
 use crate::clients::{ClientSettings, SecretBox};
 use crate::knowledge::KnowledgeIndex;
@@ -99,6 +100,9 @@ pub fn model_config(settings: &ClientSettings, keys: &SecretBox, uid: &str) -> O
     )
 }
 
+/// Rounds of tool calls one answer may take before the model must answer in words.
+const TOOL_ROUNDS: usize = 3;
+
 /// Entries retrieved for the model to answer from, at most.
 const MODEL_ENTRIES: usize = 5;
 
@@ -125,19 +129,47 @@ pub async fn answer_with_model(
         history,
         question,
     };
-    let body = serde_json::json!({
-        "model": model.model,
-        "messages": prompt::messages(&input),
-        "stream": true,
-        "stream_options": {"include_usage": true},
-    });
-    match stream_chat(http, &model.endpoint, &body, &model.timeouts, on_delta).await {
-        Ok(c) if !c.text.trim().is_empty() => {
-            (Reply { text: c.text.trim().to_string(), source: Source::Model, entry_id: None }, None)
+    let mut messages = prompt::messages(&input);
+    let mut on_delta = on_delta;
+    let mut text = String::new();
+    for round in 0..=TOOL_ROUNDS {
+        let mut body = serde_json::json!({
+            "model": model.model,
+            "messages": messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        // The last round offers no tools, so the model has to answer.
+        if round < TOOL_ROUNDS {
+            body["tools"] = tools::declarations();
+            body["tool_choice"] = "auto".into();
         }
-        Ok(_) => (answer(knowledge, persona, confidence, question), None),
-        Err(e) => (answer(knowledge, persona, confidence, question), Some(e)),
+        let completion = match stream_chat(http, &model.endpoint, &body, &model.timeouts, &mut on_delta).await {
+            Ok(c) => c,
+            Err(e) => return (answer(knowledge, persona, confidence, question), Some(e)),
+        };
+        text.push_str(&completion.text);
+        if !completion.wants_tools() {
+            break;
+        }
+        let calls: Vec<serde_json::Value> = completion
+            .tool_calls
+            .iter()
+            .map(|c| {
+                serde_json::json!({"id": c.id, "type": "function",
+                    "function": {"name": c.name, "arguments": c.raw_arguments}})
+            })
+            .collect();
+        let content = if completion.text.is_empty() { serde_json::Value::Null } else { completion.text.clone().into() };
+        messages.push(serde_json::json!({"role": "assistant", "content": content, "tool_calls": calls}));
+        for call in &completion.tool_calls {
+            messages.push(serde_json::json!({"role": "tool", "tool_call_id": call.id, "content": tools::run(call)}));
+        }
     }
+    if text.trim().is_empty() {
+        return (answer(knowledge, persona, confidence, question), None);
+    }
+    (Reply { text: text.trim().to_string(), source: Source::Model, entry_id: None }, None)
 }
 
 /// Answers `question` from `knowledge` alone.

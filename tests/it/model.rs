@@ -11,7 +11,7 @@ use aia_chat::model::endpoint::chat_endpoint;
 use aia_chat::model::openai::{FinishReason, StreamError, Usage};
 use serde_json::json;
 
-use crate::model_fake::{FakeModel, Script, error, quota, text_stream};
+use crate::model_fake::{FakeModel, Script, error, quota, text_stream, tool_stream};
 
 fn timeouts() -> Timeouts {
     Timeouts {
@@ -206,4 +206,33 @@ async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
     let texts: Vec<&str> = welcome["history"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap()).collect();
     assert_eq!(texts.len(), 4, "{texts:?}");
     assert_eq!(texts[1], "Yes, we do.");
+}
+
+#[tokio::test]
+async fn tool_calls_are_answered_and_the_model_goes_on() {
+    let fake = FakeModel::start(vec![tool_stream(), text_stream(Duration::ZERO)]).await;
+    let app = crate::support::TestApp::spawn().await;
+    let out = app.cli(&["client", "set", "demo", &format!("model_url={}", fake.base())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (mut ws, _) = app.visitor(None).await;
+    let (_, answer) = ask_streamed(&mut ws, "m1", "Do you have red kettles?").await;
+    assert_eq!((answer["text"].as_str(), answer["source"].as_str()), (Some("Yes, we do."), Some("model")));
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    let tools: Vec<&str> =
+        seen[0].body["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["search_products", "handoff_to_human", "create_task"]);
+    assert_eq!(seen[0].body["tool_choice"], "auto");
+    let messages = seen[1].body["messages"].as_array().unwrap();
+    let n = messages.len();
+    assert_eq!(
+        messages[n - 2],
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_k3t7Qm2", "type": "function",
+            "function": {"name": "search_products", "arguments": "{\"query\": \"red kettle\"}"}}]})
+    );
+    assert_eq!(messages[n - 1]["role"], "tool");
+    assert_eq!(messages[n - 1]["tool_call_id"], "call_k3t7Qm2");
+    let result: serde_json::Value = serde_json::from_str(messages[n - 1]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(result["error"], "not_configured", "an honest answer until product search exists");
 }

@@ -40,6 +40,24 @@ pub fn text_stream(pause: Duration) -> Script {
     Script::Stream(events.iter().map(|e| (pause, format!("data: {e}\n\n").into_bytes())).collect())
 }
 
+/// A tool-call stream in the contract's §4.4 shape: one `search_products` call whose
+/// arguments arrive in three fragments.
+pub fn tool_stream() -> Script {
+    let head = r#"{"id":"chatcmpl-B2","object":"chat.completion.chunk","created":1767225700,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"delta":"#;
+    let events = [
+        r#"{"role":"assistant","content":null,"refusal":null},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"tool_calls":[{"index":0,"id":"call_k3t7Qm2","type":"function","function":{"name":"search_products","arguments":""}}]},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"que"}}]},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"tool_calls":[{"index":0,"function":{"arguments":"ry\": \"red ket"}}]},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"tool_calls":[{"index":0,"function":{"arguments":"tle\"}"}}]},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{},"logprobs":null,"finish_reason":"tool_calls"}]}"#,
+    ];
+    let mut pieces: Vec<(Duration, Vec<u8>)> =
+        events.iter().map(|e| (Duration::ZERO, format!("data: {head}{e}\n\n").into_bytes())).collect();
+    pieces.push((Duration::ZERO, b"data: [DONE]\n\n".to_vec()));
+    Script::Stream(pieces)
+}
+
 /// The contract's §5.2 error answers.
 pub fn error(status: u16) -> Script {
     let body = match status {

@@ -1,0 +1,106 @@
+//! The tools the model may call: search the shop's products, hand the conversation to a
+//! person, create a follow-up task. Each call gets an answer the model can act on; a
+//! capability this shop has not set up is said to be unavailable, so the model tells the
+//! visitor what it really can do instead of pretending.
+
+use serde_json::{Value, json};
+
+use crate::model::openai::ToolCall;
+
+/// The tools' declarations for the chat-completions `tools` field.
+pub fn declarations() -> Value {
+    json!([
+        {
+            "type": "function",
+            "function": {
+                "name": "search_products",
+                "description": "Search the shop's product catalog. Use it when the visitor looks for a product, asks whether something is sold, or asks for a price or availability.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "query": {"type": "string", "description": "What to search for, in the visitor's words."},
+                        "max_price": {"type": "number", "description": "Upper price limit, if the visitor gave one."}
+                    },
+                    "required": ["query"]
+                }
+            }
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "handoff_to_human",
+                "description": "Hand the conversation to a human operator. Use it when the visitor asks for a person, or when you cannot help and a person could.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "reason": {"type": "string", "description": "Why a person should take over, in one sentence."}
+                    },
+                    "required": ["reason"]
+                }
+            }
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "create_task",
+                "description": "Create a follow-up task for the shop's team: a call-back, a complaint, a quote or return request, a bug report. Only when the visitor wants the shop to act later.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "title": {"type": "string"},
+                        "description": {"type": "string"},
+                        "contact": {"type": "string", "description": "How to reach the visitor, if they gave it."},
+                        "category": {"type": "string"}
+                    },
+                    "required": ["title", "description"]
+                }
+            }
+        }
+    ])
+}
+
+/// The tool message content answering `call`. Nothing is wired to a real capability yet, so
+/// every known tool reports that it is not set up for this shop.
+pub fn run(call: &ToolCall) -> String {
+    let unavailable = |what: &str| {
+        json!({
+            "ok": false,
+            "error": "not_configured",
+            "message": format!("{what} is not set up for this shop. Tell the visitor what you can do instead, without promising it."),
+        })
+    };
+    let result = match (call.name.as_str(), &call.arguments) {
+        (_, Err(why)) => json!({"ok": false, "error": "invalid_arguments", "message": why}),
+        ("search_products", Ok(_)) => unavailable("Product search"),
+        ("handoff_to_human", Ok(_)) => unavailable("Handing the conversation to a person"),
+        ("create_task", Ok(_)) => unavailable("Creating a follow-up task"),
+        (other, Ok(_)) => {
+            json!({"ok": false, "error": "unknown_tool", "message": format!("There is no tool named {other}.")})
+        }
+    };
+    result.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, arguments: Result<Value, String>) -> ToolCall {
+        ToolCall { id: "call_1".into(), name: name.into(), raw_arguments: "{}".into(), arguments }
+    }
+
+    #[test]
+    fn every_call_gets_an_answer_the_model_can_use() {
+        let declared = declarations();
+        let names: Vec<&str> =
+            declared.as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["search_products", "handoff_to_human", "create_task"]);
+        let r: Value = serde_json::from_str(&run(&call("search_products", Ok(json!({"query": "kettle"}))))).unwrap();
+        assert_eq!((r["ok"].as_bool(), r["error"].as_str()), (Some(false), Some("not_configured")));
+        let r: Value =
+            serde_json::from_str(&run(&call("create_task", Err("arguments were not valid JSON".into())))).unwrap();
+        assert_eq!(r["error"], "invalid_arguments");
+        let r: Value = serde_json::from_str(&run(&call("delete_shop", Ok(json!({}))))).unwrap();
+        assert_eq!(r["error"], "unknown_tool");
+    }
+}
