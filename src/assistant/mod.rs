@@ -11,7 +11,7 @@ use crate::clients::{ClientSettings, SecretBox};
 use crate::knowledge::KnowledgeIndex;
 use crate::model::client::{ModelError, Timeouts, stream_chat};
 use crate::model::endpoint::Endpoint;
-use crate::store::Message;
+use crate::store::{Message, TokenUsage};
 
 /// Where an answer came from (sent to the widget and counted in metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct Reply {
     pub source: Source,
     /// The FAQ entry used, for `Knowledge` answers.
     pub entry_id: Option<String>,
+    /// Model tokens spent on this answer.
+    pub usage: Option<TokenUsage>,
 }
 
 /// How sure retrieval must be before an entry is given as the answer.
@@ -132,6 +134,7 @@ pub async fn answer_with_model(
     let mut messages = prompt::messages(&input);
     let mut on_delta = on_delta;
     let mut text = String::new();
+    let mut usage = TokenUsage::default();
     for round in 0..=TOOL_ROUNDS {
         let mut body = serde_json::json!({
             "model": model.model,
@@ -149,6 +152,19 @@ pub async fn answer_with_model(
             Err(e) => return (answer(knowledge, persona, confidence, question), Some(e)),
         };
         text.push_str(&completion.text);
+        // Counted as the server reports it, else estimated (4 characters a token).
+        let spent = match completion.usage {
+            Some(u) => TokenUsage { prompt: u.prompt_tokens as i64, completion: u.completion_tokens as i64 },
+            None => TokenUsage {
+                prompt: body["messages"].to_string().len() as i64 / 4,
+                completion: (completion.text.len()
+                    + completion.tool_calls.iter().map(|c| c.raw_arguments.len()).sum::<usize>())
+                    as i64
+                    / 4,
+            },
+        };
+        usage.prompt += spent.prompt;
+        usage.completion += spent.completion;
         if !completion.wants_tools() {
             break;
         }
@@ -169,7 +185,7 @@ pub async fn answer_with_model(
     if text.trim().is_empty() {
         return (answer(knowledge, persona, confidence, question), None);
     }
-    (Reply { text: text.trim().to_string(), source: Source::Model, entry_id: None }, None)
+    (Reply { text: text.trim().to_string(), source: Source::Model, entry_id: None, usage: Some(usage) }, None)
 }
 
 /// Answers `question` from `knowledge` alone.
@@ -178,9 +194,14 @@ pub fn answer(knowledge: &KnowledgeIndex, persona: Persona<'_>, confidence: Conf
     match best {
         Some(hit) if hit.confidence >= confidence.threshold => {
             let entry = &knowledge.entries()[hit.entry];
-            Reply { text: entry.answer.clone(), source: Source::Knowledge, entry_id: Some(entry.id.clone()) }
+            Reply {
+                text: entry.answer.clone(),
+                source: Source::Knowledge,
+                entry_id: Some(entry.id.clone()),
+                usage: None,
+            }
         }
-        _ => Reply { text: dont_know(persona), source: Source::Fallback, entry_id: None },
+        _ => Reply { text: dont_know(persona), source: Source::Fallback, entry_id: None, usage: None },
     }
 }
 

@@ -75,6 +75,23 @@ pub async fn run(args: &StoreArgs, command: ClientCommand) -> anyhow::Result<()>
                     println!("  {:<20} {}: {e}", "last error", when(at));
                 }
             }
+            let today = crate::store::utc_day(crate::ids::now_ms());
+            let used = store.usage_day(row.id, today).await?;
+            println!(
+                "  {:<20} {} answers, {} prompt + {} completion tokens (budget {})",
+                "model use today",
+                used.answers,
+                used.tokens.prompt,
+                used.tokens.completion,
+                s.get("model_daily_token_budget")
+            );
+            let yesterday = store.usage_day(row.id, today - 1).await?;
+            if yesterday.answers > 0 {
+                println!(
+                    "  {:<20} {} answers, {} prompt + {} completion tokens",
+                    "model use yesterday", yesterday.answers, yesterday.tokens.prompt, yesterday.tokens.completion
+                );
+            }
             for note in notes(&s) {
                 println!("note: {note}");
             }

@@ -139,6 +139,20 @@ pub const SETTINGS: &[SettingDef] = &[
     secret("model_token", Group::Model, "model_url", "API token of the model provider."),
     def("model_url", Kind::UpstreamUrl, "", Group::Model, "OpenAI-compatible API URL; empty means OpenAI."),
     def(
+        "model_daily_token_budget",
+        Kind::Int { min: 0, max: 1_000_000_000 },
+        "500000",
+        Group::Model,
+        "Model tokens (prompt + completion) per UTC day for this client; past it the built-in answers take over.",
+    ),
+    def(
+        "model_session_token_cap",
+        Kind::Int { min: 0, max: 100_000_000 },
+        "30000",
+        Group::Model,
+        "Model tokens one visitor session may use; past it that visitor gets the built-in answers.",
+    ),
+    def(
         "graphql_query",
         Kind::Multiline { max: 20_000 },
         "",

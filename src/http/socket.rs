@@ -287,6 +287,7 @@ impl Conn {
             source: None,
             entry_id: None,
             created_at: now_ms(),
+            usage: None,
         };
         let state = &self.state;
         match state.store.message_insert(&new).await {
@@ -327,6 +328,22 @@ fn internal(err: &dyn std::fmt::Display, id: Option<&str>) -> Outcome {
     Outcome::error(ErrorCode::Internal, id)
 }
 
+/// Whether the client's daily token budget or this session's cap is used up; then the
+/// built-in answerer takes over, so one visitor can't run up the shop's bill.
+async fn over_budget(
+    state: &AppState,
+    client: &crate::registry::ClientRuntime,
+    session: i64,
+) -> Result<bool, crate::store::StoreError> {
+    let limit = |key: &str| client.settings.get(key).parse::<i64>().unwrap_or(0);
+    let day = state.store.usage_day(client.row.id, crate::store::utc_day(now_ms())).await?;
+    if day.tokens.total() >= limit("model_daily_token_budget") {
+        tracing::warn!(client = %client.row.uid, "the daily model token budget is used up; answering from the knowledge");
+        return Ok(true);
+    }
+    Ok(state.store.session_tokens(session).await? >= limit("model_session_token_cap"))
+}
+
 /// Answers one stored visitor message, stores the answer, then delivers it to the session.
 /// At most one answer task runs per message; a re-answer (`recheck`, after a resend) first
 /// checks that no answer was stored meanwhile, so an answer is never produced twice.
@@ -348,6 +365,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                 tracing::warn!(client = %uid, error = %why, "the model is misconfigured; answering from the knowledge");
                 builtin()
             }
+            Some(Ok(_)) if over_budget(&state, &client, visitor.session_id).await? => builtin(),
             Some(Ok(model)) => {
                 let (history, _) = state
                     .store
@@ -382,6 +400,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                 source: Some(reply.source.as_str().to_string()),
                 entry_id: reply.entry_id,
                 created_at: now_ms(),
+                usage: reply.usage,
             })
             .await?;
         if let Inserted::New(m) = stored {

@@ -197,6 +197,34 @@ pub struct NewMessage {
     pub source: Option<String>,
     pub entry_id: Option<String>,
     pub created_at: i64,
+    /// Model tokens the answer cost, counted into the client's day as it is stored.
+    pub usage: Option<TokenUsage>,
+}
+
+/// Tokens of a model answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt: i64,
+    pub completion: i64,
+}
+
+impl TokenUsage {
+    /// Both counts together, what budgets are in.
+    pub fn total(self) -> i64 {
+        self.prompt + self.completion
+    }
+}
+
+/// A client's model use on one UTC day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayUsage {
+    pub answers: i64,
+    pub tokens: TokenUsage,
+}
+
+/// The UTC day (days since 1970-01-01) of a time in milliseconds, as usage is kept.
+pub fn utc_day(ms: i64) -> i64 {
+    ms.div_euclid(86_400_000)
 }
 
 /// Outcome of storing a message that carries a client id.
@@ -273,6 +301,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(Vec<Message>, bool)>;
     /// The first stored answer to the message `seq`, if any.
     async fn reply_to(&self, session_id: i64, seq: i64) -> StoreResult<Option<Message>>;
+    /// A client's model use on a UTC day (see [`utc_day`]).
+    async fn usage_day(&self, client_id: i64, day: i64) -> StoreResult<DayUsage>;
+    /// Model tokens a session's answers have cost so far.
+    async fn session_tokens(&self, session_id: i64) -> StoreResult<i64>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -51,6 +51,7 @@ macro_rules! migrations {
                 include_str!(concat!("../../migrations/", $dialect, "/0003_knowledge_generations.sql")),
             ),
             (4, "training status", include_str!(concat!("../../migrations/", $dialect, "/0004_training_status.sql"))),
+            (5, "model usage", include_str!(concat!("../../migrations/", $dialect, "/0005_model_usage.sql"))),
         ]
     };
 }
@@ -241,8 +242,11 @@ impl PostgresStore {
     }
 
     async fn insert_message(&self, m: &NewMessage) -> StoreResult<Inserted> {
-        let mut conn = self.pool.acquire().await?;
-        Ok(insert_message_pg(&mut conn, m).await?)
+        // One transaction: the message and its usage count together or not at all.
+        let mut tx = self.pool.begin().await?;
+        let inserted = insert_message_pg(&mut tx, m).await?;
+        tx.commit().await?;
+        Ok(inserted)
     }
 }
 
@@ -253,10 +257,16 @@ macro_rules! message_columns {
 }
 
 const INSERT_MESSAGE: &str = concat!(
-    "INSERT INTO messages (session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
+    "INSERT INTO messages (session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, ",
+    "prompt_tokens, completion_tokens) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
     message_columns!()
 );
+const ADD_USAGE: &str = "INSERT INTO model_usage (client_id, day, answers, prompt_tokens, completion_tokens) \
+     SELECT client_id, $2, 1, $3, $4 FROM sessions WHERE id = $1 \
+     ON CONFLICT (client_id, day) DO UPDATE SET answers = model_usage.answers + 1, \
+     prompt_tokens = model_usage.prompt_tokens + excluded.prompt_tokens, \
+     completion_tokens = model_usage.completion_tokens + excluded.completion_tokens";
 const MESSAGE_BY_CLIENT_ID: &str =
     concat!("SELECT ", message_columns!(), " FROM messages WHERE session_id = $1 AND client_msg_id = $2");
 const MESSAGES_PAGE: &str = concat!(
@@ -283,9 +293,20 @@ macro_rules! insert_message_fn {
                 .bind(&m.source)
                 .bind(&m.entry_id)
                 .bind(m.created_at)
+                .bind(m.usage.map(|u| u.prompt))
+                .bind(m.usage.map(|u| u.completion))
                 .fetch_optional(&mut *conn)
                 .await?;
             if let Some(row) = row {
+                if let Some(u) = m.usage {
+                    sqlx::query(ADD_USAGE)
+                        .bind(m.session_id)
+                        .bind(crate::store::utc_day(m.created_at))
+                        .bind(u.prompt)
+                        .bind(u.completion)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 return Ok(Inserted::New(message_from(&row)?));
             }
             let row = sqlx::query(MESSAGE_BY_CLIENT_ID)
@@ -708,6 +729,35 @@ macro_rules! sql_store {
             async fn reply_to(&self, session_id: i64, seq: i64) -> StoreResult<Option<Message>> {
                 let row = sqlx::query(REPLY_TO).bind(session_id).bind(seq).fetch_optional(&self.reader).await?;
                 Ok(row.map(|r| message_from(&r)).transpose()?)
+            }
+
+            async fn usage_day(&self, client_id: i64, day: i64) -> StoreResult<crate::store::DayUsage> {
+                let row = sqlx::query(
+                    "SELECT answers, prompt_tokens, completion_tokens FROM model_usage \
+                     WHERE client_id = $1 AND day = $2",
+                )
+                .bind(client_id)
+                .bind(day)
+                .fetch_optional(&self.reader)
+                .await?;
+                Ok(match row {
+                    Some(r) => crate::store::DayUsage {
+                        answers: r.try_get(0)?,
+                        tokens: crate::store::TokenUsage { prompt: r.try_get(1)?, completion: r.try_get(2)? },
+                    },
+                    None => crate::store::DayUsage::default(),
+                })
+            }
+
+            async fn session_tokens(&self, session_id: i64) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "SELECT CAST(COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0) AS BIGINT) \
+                     FROM messages WHERE session_id = $1",
+                )
+                .bind(session_id)
+                .fetch_one(&self.reader)
+                .await?;
+                Ok(row.try_get(0)?)
             }
 
             async fn ping(&self) -> StoreResult<()> {

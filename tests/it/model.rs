@@ -236,3 +236,31 @@ async fn tool_calls_are_answered_and_the_model_goes_on() {
     let result: serde_json::Value = serde_json::from_str(messages[n - 1]["content"].as_str().unwrap()).unwrap();
     assert_eq!(result["error"], "not_configured", "an honest answer until product search exists");
 }
+
+#[tokio::test]
+async fn token_budgets_hand_over_to_the_built_in_answers() {
+    let fake = FakeModel::start(vec![text_stream(Duration::ZERO)]).await;
+    let app = crate::support::TestApp::spawn().await;
+    let url = format!("model_url={}", fake.base());
+    let out = app.cli(&["client", "set", "demo", &url, "model_daily_token_budget=30"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (mut ws, _) = app.visitor(None).await;
+    // The fake reports 25 + 4 tokens an answer: two answers fit under 30, the third does not.
+    for (id, expected) in [("a", "model"), ("b", "model"), ("c", "knowledge")] {
+        let (_, answer) = ask_streamed(&mut ws, id, "How long does shipping take?").await;
+        assert_eq!(answer["source"], expected, "answer {id}");
+    }
+    assert_eq!(fake.seen().len(), 2, "the model is not called past the budget");
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert!(show.contains("model use today      2 answers, 50 prompt + 8 completion tokens (budget 30)"), "{show}");
+
+    // The session cap: a new visitor gets one model answer under a cap of 20, then built-in ones.
+    let out = app.cli(&["client", "set", "demo", "model_daily_token_budget=1000000", "model_session_token_cap=20"]);
+    assert!(out.status.success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (mut other, _) = app.visitor(None).await;
+    let (_, first) = ask_streamed(&mut other, "a", "How long does shipping take?").await;
+    let (_, second) = ask_streamed(&mut other, "b", "How long does shipping take?").await;
+    assert_eq!((first["source"].as_str(), second["source"].as_str()), (Some("model"), Some("knowledge")));
+}

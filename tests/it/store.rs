@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use aia_chat::store::{Inserted, KnowledgeEntry, NewMessage, Role, SettingWrite, Store, StoreError};
+use aia_chat::store::{
+    DayUsage, Inserted, KnowledgeEntry, NewMessage, Role, SettingWrite, Store, StoreError, TokenUsage, utc_day,
+};
 
 use crate::support::{count_run, loud_skip};
 
@@ -17,6 +19,7 @@ fn visitor(session: i64, id: &str, text: &str) -> NewMessage {
         source: None,
         entry_id: None,
         created_at: 1_700_000_000_000,
+        usage: None,
     }
 }
 
@@ -139,6 +142,22 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(older[0], m1);
     assert_eq!(older[1].role, Role::Assistant);
     assert_eq!(older[1].entry_id.as_deref(), Some("e1"));
+
+    // model usage: counted with the message, per client and UTC day, and per session
+    let day = utc_day(1_700_000_000_000);
+    assert_eq!(store.usage_day(c.id, day).await.unwrap(), DayUsage::default());
+    assert_eq!(store.session_tokens(s1.id).await.unwrap(), 0);
+    let mut model = answer.clone();
+    model.source = Some("model".into());
+    model.usage = Some(TokenUsage { prompt: 250, completion: 40 });
+    store.message_insert(&model).await.unwrap();
+    model.session_id = s2.id;
+    model.usage = Some(TokenUsage { prompt: 100, completion: 10 });
+    store.message_insert(&model).await.unwrap();
+    let used = store.usage_day(c.id, day).await.unwrap();
+    assert_eq!(used, DayUsage { answers: 2, tokens: TokenUsage { prompt: 350, completion: 50 } });
+    assert_eq!(store.usage_day(c.id, day + 1).await.unwrap(), DayUsage::default(), "a new day starts at zero");
+    assert_eq!((store.session_tokens(s1.id).await.unwrap(), store.session_tokens(s2.id).await.unwrap()), (290, 110));
     store.ping().await.unwrap();
 }
 
