@@ -41,6 +41,8 @@ pub struct StateInner {
     pub trainer: crate::knowledge::run::Trainer,
     /// The HTTP client for language models (streams; only connecting is timed here).
     pub model_http: reqwest::Client,
+    /// Circuit breakers of the clients' models.
+    pub model_breakers: crate::model::breaker::Breakers,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -111,6 +113,7 @@ impl App {
                     settings.store.upstream,
                     crate::model::client::Timeouts::default().connect,
                 ),
+                model_breakers: Default::default(),
                 limits: Limits::new(settings.limits),
                 settings,
                 store,

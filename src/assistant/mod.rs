@@ -96,10 +96,18 @@ pub fn model_config(settings: &ClientSettings, keys: &SecretBox, uid: &str) -> O
             .map(|endpoint| ModelConfig {
                 endpoint,
                 model: settings.get("model_type").to_string(),
-                timeouts: Timeouts::default(),
+                timeouts: Timeouts {
+                    first_token: seconds(settings, "model_first_token_timeout"),
+                    idle: seconds(settings, "model_idle_timeout"),
+                    ..Timeouts::default()
+                },
             })
             .map_err(|e| e.to_string()),
     )
+}
+
+fn seconds(settings: &ClientSettings, key: &str) -> std::time::Duration {
+    std::time::Duration::from_secs(settings.get(key).parse().unwrap_or(10))
 }
 
 /// Rounds of tool calls one answer may take before the model must answer in words.

@@ -139,6 +139,20 @@ pub const SETTINGS: &[SettingDef] = &[
     secret("model_token", Group::Model, "model_url", "API token of the model provider."),
     def("model_url", Kind::UpstreamUrl, "", Group::Model, "OpenAI-compatible API URL; empty means OpenAI."),
     def(
+        "model_first_token_timeout",
+        Kind::Int { min: 1, max: 300 },
+        "15",
+        Group::Model,
+        "Seconds to wait for the model's first token before the built-in answer takes over.",
+    ),
+    def(
+        "model_idle_timeout",
+        Kind::Int { min: 1, max: 300 },
+        "10",
+        Group::Model,
+        "Seconds of silence allowed between the model's tokens.",
+    ),
+    def(
         "model_daily_token_budget",
         Kind::Int { min: 0, max: 1_000_000_000 },
         "500000",

@@ -365,6 +365,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                 tracing::warn!(client = %uid, error = %why, "the model is misconfigured; answering from the knowledge");
                 builtin()
             }
+            Some(Ok(_)) if !state.model_breakers.allow(&uid, std::time::Instant::now()) => builtin(),
             Some(Ok(_)) if over_budget(&state, &client, visitor.session_id).await? => builtin(),
             Some(Ok(model)) => {
                 let (history, _) = state
@@ -383,8 +384,12 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                     |text| state.hub.send_lossy(session, &ServerFrame::Delta { reply_to: visitor.seq, text }.encode()),
                 )
                 .await;
-                if let Some(e) = failure {
-                    tracing::warn!(client = %uid, error = %e, "the model failed; answered from the knowledge");
+                match failure {
+                    None => state.model_breakers.success(&uid),
+                    Some(e) => {
+                        let open = e.provider_trouble() && state.model_breakers.failure(&uid, std::time::Instant::now());
+                        tracing::warn!(client = %uid, error = %e, breaker_open = open, "the model failed; answered from the knowledge");
+                    }
                 }
                 reply
             }

@@ -79,6 +79,16 @@ impl ModelError {
         }
     }
 
+    /// Whether the provider itself is in trouble (down, slow, broken), which is what the
+    /// circuit breaker counts; refused credentials and quotas are configuration matters.
+    pub fn provider_trouble(&self) -> bool {
+        match self {
+            ModelError::Transport(_) | ModelError::Timeout { .. } | ModelError::Stream(_) | ModelError::Sse(_) => true,
+            ModelError::Http { status, .. } => matches!(status, 408 | 500..=599),
+            _ => false,
+        }
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ModelError::RateLimited { retry_after, .. } | ModelError::Http { retry_after, .. } => *retry_after,

@@ -264,3 +264,21 @@ async fn token_budgets_hand_over_to_the_built_in_answers() {
     let (_, second) = ask_streamed(&mut other, "b", "How long does shipping take?").await;
     assert_eq!((first["source"].as_str(), second["source"].as_str()), (Some("model"), Some("knowledge")));
 }
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_is_left_alone_for_a_while() {
+    // A provider that answers garbage: every answer fails at once (nothing to retry).
+    let garbage = Script::Stream(vec![(Duration::ZERO, b"data: <html>oops</html>\n\n".to_vec())]);
+    let fake = FakeModel::start(vec![garbage]).await;
+    let app = crate::support::TestApp::spawn().await;
+    let out = app.cli(&["client", "set", "demo", &format!("model_url={}", fake.base())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (mut ws, _) = app.visitor(None).await;
+    for id in ["a", "b", "c", "d", "e"] {
+        let (deltas, answer) = ask_streamed(&mut ws, id, "How long does shipping take?").await;
+        assert!(deltas.is_empty());
+        assert_eq!((answer["source"].as_str(), answer["entryId"].as_str()), (Some("knowledge"), Some("shipping-time")));
+    }
+    assert_eq!(fake.seen().len(), 3, "after three failures in a row the model is not called");
+}
