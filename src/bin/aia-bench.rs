@@ -59,6 +59,23 @@ enum Cmd {
     /// the training source of `scripts/bench-train`.
     GraphqlSource(SourceArgs),
     Retrieve(RetrieveArgs),
+    ModelServer(ModelServerArgs),
+}
+
+/// The answer `aia-bench model-server` streams, word by word.
+const MODEL_ANSWER: &str = "Yes, we ship to every EU country within 2 to 4 working days.";
+
+/// `aia-bench model-server`: an OpenAI-compatible chat-completions server for load tests. It
+/// waits `--delay-ms` before its first chunk, then streams [`MODEL_ANSWER`] a word every
+/// `--gap-ms`, a usage chunk and `[DONE]`.
+#[derive(Args)]
+struct ModelServerArgs {
+    #[arg(long, default_value = "127.0.0.1:3017")]
+    addr: SocketAddr,
+    #[arg(long, default_value_t = 50)]
+    delay_ms: u64,
+    #[arg(long, default_value_t = 100)]
+    gap_ms: u64,
 }
 
 /// `aia-bench retrieve`: retrieval latency in-process at a knowledge-base size: the FAQs of
@@ -121,6 +138,10 @@ struct WsArgs {
     /// `Origin` header sent with the handshake.
     #[arg(long, default_value = "http://localhost")]
     origin: String,
+    /// Expect streamed model answers (from `aia-bench model-server`) instead of FAQ answers,
+    /// and also measure the time to each answer's first delta.
+    #[arg(long)]
+    expect_model: bool,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +180,7 @@ struct Shared {
     origin: HeaderValue,
     sources: Vec<Ipv4Addr>,
     entry_ids: Vec<String>,
+    expect_model: bool,
     /// Each question's `text` already JSON-encoded.
     questions: Vec<String>,
     n: usize,
@@ -193,7 +215,12 @@ struct Pending {
     mode: Mode,
     seq: Option<u64>,
     sched: Instant,
+    /// When the first `delta` of its answer arrived (model answers).
+    first_delta: Option<Instant>,
 }
+
+/// `got` for a correct model answer.
+const MODEL_OK: u32 = u32::MAX;
 
 /// One visitor socket and its unanswered questions.
 struct Conn<'a> {
@@ -203,6 +230,8 @@ struct Conn<'a> {
     /// Answers that arrived before the `ack` naming their question: (replyTo, entry, time).
     orphans: Vec<(u64, Option<u32>, Instant)>,
     lat: Vec<f32>,
+    /// Time to the first delta of measured model answers, ms.
+    ttft: Vec<f32>,
     answered: u64,
     first_done: bool,
 }
@@ -225,7 +254,16 @@ impl<'a> Conn<'a> {
             .map_err(|_| "handshake_timeout".to_owned())?
             .map_err(handshake_kind)?;
         let mut conn =
-            Conn { sh, ws, pending: Vec::new(), orphans: Vec::new(), lat: Vec::new(), answered: 0, first_done: false };
+            Conn {
+                sh,
+                ws,
+                pending: Vec::new(),
+                orphans: Vec::new(),
+                lat: Vec::new(),
+                ttft: Vec::new(),
+                answered: 0,
+                first_done: false,
+            };
         conn.hello().await?;
         Ok(conn)
     }
@@ -256,7 +294,7 @@ impl<'a> Conn<'a> {
         if mode == Mode::Measured {
             self.sh.c.outstanding.fetch_add(1, Relaxed);
         }
-        self.pending.push(Pending { k, entry: entry as u32, mode, seq: None, sched });
+        self.pending.push(Pending { k, entry: entry as u32, mode, seq: None, sched, first_delta: None });
         let frame = format!(r#"{{"type":"message","id":"q{k}","text":{}}}"#, self.sh.questions[entry]);
         self.send(frame).await
     }
@@ -298,15 +336,25 @@ impl<'a> Conn<'a> {
                     self.set_seq(k, seq);
                 }
             }
+            ("delta", _) => {
+                let reply_to = f["replyTo"].as_u64();
+                if let Some(p) = self.pending.iter_mut().find(|p| p.seq.is_some() && p.seq == reply_to) {
+                    p.first_delta.get_or_insert(now);
+                }
+            }
             ("message", Some("assistant")) => {
                 let Some(reply_to) = m["replyTo"].as_u64() else {
                     return;
                 };
                 let ids = &self.sh.entry_ids;
-                let got = (m["source"] == "knowledge")
-                    .then(|| ids.iter().position(|e| m["entryId"] == e.as_str()))
-                    .flatten()
-                    .map(|p| p as u32);
+                let got = if self.sh.expect_model {
+                    (m["source"] == "model" && m["text"] == MODEL_ANSWER).then_some(MODEL_OK)
+                } else {
+                    (m["source"] == "knowledge")
+                        .then(|| ids.iter().position(|e| m["entryId"] == e.as_str()))
+                        .flatten()
+                        .map(|p| p as u32)
+                };
                 match self.pending.iter().position(|p| p.seq == Some(reply_to)) {
                     Some(i) => self.resolve(i, got, now),
                     None => self.orphans.push((reply_to, got, now)),
@@ -347,12 +395,19 @@ impl<'a> Conn<'a> {
             Mode::Measured => {
                 self.answered += 1;
                 self.lat.push(waited.as_secs_f32() * 1000.0);
-                if waited > LATE {
+                if !self.sh.expect_model && waited > LATE {
                     self.sh.count("late");
+                }
+                if self.sh.expect_model {
+                    match p.first_delta {
+                        Some(at) => self.ttft.push(at.saturating_duration_since(p.sched).as_secs_f32() * 1000.0),
+                        None => self.sh.count("no_delta"),
+                    }
                 }
             }
         }
-        if got != Some(p.entry) {
+        let right = if self.sh.expect_model { got == Some(MODEL_OK) } else { got == Some(p.entry) };
+        if !right {
             self.settle(&p, "wrong_answer");
         } else if p.mode == Mode::Measured {
             self.sh.c.outstanding.fetch_sub(1, Relaxed);
@@ -425,13 +480,13 @@ impl<'a> Conn<'a> {
 }
 
 /// One connection task: open, hello, drive until shutdown, report.
-async fn run_conn(sh: Arc<Shared>, i: usize) -> (Vec<f32>, u64) {
+async fn run_conn(sh: Arc<Shared>, i: usize) -> (Vec<f32>, u64, Vec<f32>) {
     let mut conn = match Conn::open(&sh, sh.source(i)).await {
         Ok(conn) => conn,
         Err(kind) => {
             sh.c.failed.fetch_add(1, Relaxed);
             sh.count(&kind);
-            return (Vec::new(), 0);
+            return (Vec::new(), 0, Vec::new());
         }
     };
     sh.c.open.fetch_add(1, Relaxed);
@@ -446,7 +501,7 @@ async fn run_conn(sh: Arc<Shared>, i: usize) -> (Vec<f32>, u64) {
         let _ = timeout(Duration::from_secs(1), conn.ws.close(None)).await;
     }
     conn.finish();
-    (conn.lat, conn.answered)
+    (conn.lat, conn.answered, conn.ttft)
 }
 
 fn read_ok(msg: Option<Result<Message, WsError>>) -> Step<Message> {
@@ -587,6 +642,12 @@ struct Report {
     kernel_socket_mem_bytes: Option<i64>,
     bench_cpu_s: Option<f64>,
     server_cpu_s: Option<f64>,
+    server_cpu_ms_per_answer: Option<f64>,
+    /// Scheduled send to the answer's first delta (model answers), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_delta_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_delta_p99_ms: Option<f64>,
     rate_achieved: f64,
 }
 
@@ -617,6 +678,7 @@ fn shared(args: &WsArgs) -> Result<(Arc<Shared>, Senders)> {
         sources,
         questions: questions.collect::<Result<_, _>>()?,
         entry_ids: faq.into_iter().map(|e| e.id).collect(),
+        expect_model: args.expect_model,
         n: args.connections,
         rate: args.rate,
         c: Counters::default(),
@@ -707,18 +769,20 @@ async fn run_ws(args: WsArgs) -> Result<Report> {
     shutdown_tx.send_replace(true);
     progress.abort();
 
-    let (mut lat, mut answered) = (Vec::new(), 0);
+    let (mut lat, mut answered, mut ttft) = (Vec::new(), 0, Vec::new());
     let join_deadline = Instant::now() + Duration::from_secs(5);
     for mut h in handles {
         match timeout_at(join_deadline, &mut h).await {
-            Ok(Ok((l, a))) => {
+            Ok(Ok((l, a, t))) => {
                 lat.extend(l);
                 answered += a;
+                ttft.extend(t);
             }
             _ => h.abort(),
         }
     }
     lat.sort_unstable_by(f32::total_cmp);
+    ttft.sort_unstable_by(f32::total_cmp);
     let error_kinds = sh.errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let rss_delta = rss_baseline.zip(rss_loaded).map(|(b, l)| l - b);
     Ok(Report {
@@ -736,6 +800,11 @@ async fn run_ws(args: WsArgs) -> Result<Report> {
         kernel_socket_mem_bytes: sock_baseline.zip(sock_loaded).map(|(b, l)| l - b),
         bench_cpu_s,
         server_cpu_s,
+        server_cpu_ms_per_answer: server_cpu_s
+            .filter(|_| answered > 0)
+            .map(|c| (c * 1000.0 / answered as f64 * 1000.0).round() / 1000.0),
+        first_delta_p50_ms: percentile(&ttft, 0.50),
+        first_delta_p99_ms: percentile(&ttft, 0.99),
         rate_achieved: (answered as f64 / args.duration * 100.0).round() / 100.0,
     })
 }
@@ -749,6 +818,7 @@ async fn main() -> Result<()> {
         }
         Cmd::GraphqlSource(args) => serve_source(args).await?,
         Cmd::Retrieve(args) => println!("{}", serde_json::to_string(&retrieve(args)?)?),
+        Cmd::ModelServer(args) => serve_model(args).await?,
     }
     Ok(())
 }
@@ -834,4 +904,44 @@ fn retrieve(args: RetrieveArgs) -> Result<Value> {
         "p50_us": at(0.50), "p99_us": at(0.99), "max_us": micros.last().copied().unwrap_or(0.0).round(),
         "peak_rss_mib": proc_value("/proc/self/status", "VmHWM:", "VmHWM:").map(|kb| (kb as f64 / 1024.0 * 10.0).round() / 10.0),
     }))
+}
+
+async fn serve_model(args: ModelServerArgs) -> Result<()> {
+    use axum::routing::post;
+    let (delay, gap) = (Duration::from_millis(args.delay_ms), Duration::from_millis(args.gap_ms));
+    let chunk = |delta: Value, finish: Value| {
+        let c = serde_json::json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1767225600,
+            "model": "bench", "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]});
+        format!("data: {c}\n\n")
+    };
+    let mut pieces = vec![(delay, chunk(serde_json::json!({"role": "assistant", "content": ""}), Value::Null))];
+    for (i, word) in MODEL_ANSWER.split_inclusive(' ').enumerate() {
+        pieces.push((if i == 0 { Duration::ZERO } else { gap }, chunk(serde_json::json!({"content": word}), Value::Null)));
+    }
+    pieces.push((Duration::ZERO, chunk(serde_json::json!({}), "stop".into())));
+    let usage = serde_json::json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1767225600,
+        "model": "bench", "choices": [], "usage": {"prompt_tokens": 300, "completion_tokens": 14, "total_tokens": 314}});
+    pieces.push((Duration::ZERO, format!("data: {usage}\n\ndata: [DONE]\n\n")));
+    let pieces = Arc::new(pieces);
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move || {
+            let pieces = pieces.clone();
+            async move {
+                let stream = futures_util::stream::unfold(0usize, move |i| {
+                    let pieces = pieces.clone();
+                    async move {
+                        let (wait, text) = pieces.get(i)?.clone();
+                        tokio::time::sleep(wait).await;
+                        Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(text)), i + 1))
+                    }
+                });
+                ([("content-type", "text/event-stream")], axum::body::Body::from_stream(stream))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    eprintln!("aia-bench: model server on http://{}/v1 (first chunk after {delay:?})", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
 }
