@@ -41,6 +41,8 @@ pub struct StateInner {
     pub trainer: crate::knowledge::run::Trainer,
     /// The HTTP client for language models (streams; only connecting is timed here).
     pub model_http: reqwest::Client,
+    /// Model tokens used per client-day and session, for budget checks without a query.
+    pub usage_meter: crate::assistant::meter::UsageMeter,
     /// Circuit breakers of the clients' models.
     pub model_breakers: crate::model::breaker::Breakers,
     /// Visitor messages whose answer is being produced right now (by seq).
@@ -114,6 +116,7 @@ impl App {
                     crate::model::client::Timeouts::default().connect,
                 ),
                 model_breakers: Default::default(),
+                usage_meter: Default::default(),
                 limits: Limits::new(settings.limits),
                 settings,
                 store,

@@ -4,6 +4,7 @@
 //! writes the answer from the retrieved entries ([`prompt`]) and streams it; the built-in
 //! answer stays the answer whenever the model fails.
 
+pub mod meter;
 pub mod prompt;
 pub mod tools;
 

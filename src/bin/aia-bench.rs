@@ -253,17 +253,16 @@ impl<'a> Conn<'a> {
             .await
             .map_err(|_| "handshake_timeout".to_owned())?
             .map_err(handshake_kind)?;
-        let mut conn =
-            Conn {
-                sh,
-                ws,
-                pending: Vec::new(),
-                orphans: Vec::new(),
-                lat: Vec::new(),
-                ttft: Vec::new(),
-                answered: 0,
-                first_done: false,
-            };
+        let mut conn = Conn {
+            sh,
+            ws,
+            pending: Vec::new(),
+            orphans: Vec::new(),
+            lat: Vec::new(),
+            ttft: Vec::new(),
+            answered: 0,
+            first_done: false,
+        };
         conn.hello().await?;
         Ok(conn)
     }
@@ -916,7 +915,10 @@ async fn serve_model(args: ModelServerArgs) -> Result<()> {
     };
     let mut pieces = vec![(delay, chunk(serde_json::json!({"role": "assistant", "content": ""}), Value::Null))];
     for (i, word) in MODEL_ANSWER.split_inclusive(' ').enumerate() {
-        pieces.push((if i == 0 { Duration::ZERO } else { gap }, chunk(serde_json::json!({"content": word}), Value::Null)));
+        pieces.push((
+            if i == 0 { Duration::ZERO } else { gap },
+            chunk(serde_json::json!({"content": word}), Value::Null),
+        ));
     }
     pieces.push((Duration::ZERO, chunk(serde_json::json!({}), "stop".into())));
     let usage = serde_json::json!({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1767225600,

@@ -336,12 +336,13 @@ async fn over_budget(
     session: i64,
 ) -> Result<bool, crate::store::StoreError> {
     let limit = |key: &str| client.settings.get(key).parse::<i64>().unwrap_or(0);
-    let day = state.store.usage_day(client.row.id, crate::store::utc_day(now_ms())).await?;
-    if day.tokens.total() >= limit("model_daily_token_budget") {
+    let store = state.store.as_ref();
+    let day = state.usage_meter.client_day(store, client.row.id, crate::store::utc_day(now_ms())).await?;
+    if day >= limit("model_daily_token_budget") {
         tracing::warn!(client = %client.row.uid, "the daily model token budget is used up; answering from the knowledge");
         return Ok(true);
     }
-    Ok(state.store.session_tokens(session).await? >= limit("model_session_token_cap"))
+    Ok(state.usage_meter.session(store, session).await? >= limit("model_session_token_cap"))
 }
 
 /// Answers one stored visitor message, stores the answer, then delivers it to the session.
@@ -394,6 +395,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                 reply
             }
         };
+        let created_at = now_ms();
         let stored = state
             .store
             .message_insert(&NewMessage {
@@ -404,10 +406,14 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                 reply_to: Some(visitor.seq),
                 source: Some(reply.source.as_str().to_string()),
                 entry_id: reply.entry_id,
-                created_at: now_ms(),
+                created_at,
                 usage: reply.usage,
             })
             .await?;
+        if let Some(u) = reply.usage {
+            let day = crate::store::utc_day(created_at);
+            state.usage_meter.add(client.row.id, day, visitor.session_id, u.total());
+        }
         if let Inserted::New(m) = stored {
             state.hub.send(visitor.session_id, &ServerFrame::Message { message: (&m).into() }.encode());
         }

@@ -86,12 +86,23 @@ pub enum StreamError {
     Malformed(String),
 }
 
+/// A data event: a chunk, or one of the error shapes (parsed in one pass).
 #[derive(Deserialize)]
 struct Chunk {
     #[serde(default)]
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    object: Option<String>,
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default, rename = "type")]
+    kind: Option<Value>,
+    #[serde(default)]
+    code: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -154,13 +165,11 @@ impl StreamDecoder {
             self.done = true;
             return Ok(None);
         }
-        let value: Value = serde_json::from_str(&event.data)
+        let chunk: Chunk = serde_json::from_str(&event.data)
             .map_err(|e| StreamError::Malformed(format!("{e} in {}", snippet(&event.data))))?;
-        if let Some(error) = stream_error(&value) {
+        if let Some(error) = stream_error(&chunk) {
             return Err(error);
         }
-        let chunk: Chunk = serde_json::from_value(value)
-            .map_err(|e| StreamError::Malformed(format!("{e} in {}", snippet(&event.data))))?;
         if chunk.usage.is_some() {
             self.usage = chunk.usage;
         }
@@ -256,24 +265,20 @@ impl StreamDecoder {
 
 /// An error inside a 200 stream: `{"error": {...}}` (OpenAI, vLLM, OpenRouter),
 /// `{"error": "text"}`, or old vLLM's `{"object": "error", "message": ...}`.
-fn stream_error(value: &Value) -> Option<StreamError> {
-    let text = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+fn stream_error(chunk: &Chunk) -> Option<StreamError> {
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let (message, kind, code) = match (value.get("error"), value.get("object").and_then(Value::as_str)) {
+    let (message, kind, code) = match (&chunk.error, chunk.object.as_deref()) {
         (Some(Value::String(message)), _) => (message.clone(), None, None),
-        (Some(e @ Value::Object(_)), _) => (
-            e.get("message").and_then(text).unwrap_or_default(),
-            e.get("type").and_then(text),
-            e.get("code").and_then(text),
-        ),
-        (_, Some("error")) => (
-            value.get("message").and_then(text).unwrap_or_default(),
-            value.get("type").and_then(text),
-            value.get("code").and_then(text),
-        ),
+        (Some(e @ Value::Object(_)), _) => {
+            (text(e.get("message")).unwrap_or_default(), text(e.get("type")), text(e.get("code")))
+        }
+        (_, Some("error")) => {
+            (text(chunk.message.as_ref()).unwrap_or_default(), text(chunk.kind.as_ref()), text(chunk.code.as_ref()))
+        }
         _ => return None,
     };
     let message = if message.is_empty() { "(no message)".to_string() } else { message };

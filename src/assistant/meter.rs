@@ -1,0 +1,57 @@
+//! Model tokens used per client and UTC day and per session, counted in memory on top of what
+//! the store held when first asked, so checking a budget before each answer costs no database
+//! round trip. The store stays the source of truth: every answer's tokens are written with it,
+//! and an entry not cached is read from there. Other nodes' use is seen when an entry is
+//! read again (a soft limit, by design).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::store::{Store, StoreResult};
+
+/// Sessions remembered at most; past it the cache starts over (and refills from the store).
+const MAX_SESSIONS: usize = 100_000;
+
+/// The in-memory token counters.
+#[derive(Debug, Default)]
+pub struct UsageMeter {
+    days: Mutex<HashMap<(i64, i64), i64>>,
+    sessions: Mutex<HashMap<i64, i64>>,
+}
+
+impl UsageMeter {
+    /// Tokens the client used on `day`.
+    pub async fn client_day(&self, store: &dyn Store, client_id: i64, day: i64) -> StoreResult<i64> {
+        if let Some(n) = self.days.lock().expect("meter lock").get(&(client_id, day)) {
+            return Ok(*n);
+        }
+        let n = store.usage_day(client_id, day).await?.tokens.total();
+        let mut days = self.days.lock().expect("meter lock");
+        days.retain(|(_, d), _| *d >= day - 1);
+        Ok(*days.entry((client_id, day)).or_insert(n))
+    }
+
+    /// Tokens the session's answers used.
+    pub async fn session(&self, store: &dyn Store, session: i64) -> StoreResult<i64> {
+        if let Some(n) = self.sessions.lock().expect("meter lock").get(&session) {
+            return Ok(*n);
+        }
+        let n = store.session_tokens(session).await?;
+        let mut sessions = self.sessions.lock().expect("meter lock");
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.clear();
+        }
+        Ok(*sessions.entry(session).or_insert(n))
+    }
+
+    /// An answer that cost `tokens` was stored. Only cached entries change: one not cached is
+    /// read from the store, which already counts it.
+    pub fn add(&self, client_id: i64, day: i64, session: i64, tokens: i64) {
+        if let Some(n) = self.days.lock().expect("meter lock").get_mut(&(client_id, day)) {
+            *n += tokens;
+        }
+        if let Some(n) = self.sessions.lock().expect("meter lock").get_mut(&session) {
+            *n += tokens;
+        }
+    }
+}
