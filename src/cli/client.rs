@@ -85,6 +85,9 @@ pub async fn run(args: &StoreArgs, command: ClientCommand) -> anyhow::Result<()>
                 used.tokens.completion,
                 s.get("model_daily_token_budget")
             );
+            if let Some((at, error)) = store.model_error(row.id).await? {
+                println!("  {:<20} {}: {error}", "model error", crate::realtime::protocol::rfc3339_ms(at));
+            }
             let yesterday = store.usage_day(row.id, today - 1).await?;
             if yesterday.answers > 0 {
                 println!(

@@ -328,6 +328,17 @@ fn internal(err: &dyn std::fmt::Display, id: Option<&str>) -> Outcome {
     Outcome::error(ErrorCode::Internal, id)
 }
 
+/// Keeps the latest model failure where the admin sees it (`client show`), at most once a
+/// minute per client. A failure to record is only logged: the visitor's answer comes first.
+async fn record_model_problem(state: &AppState, client: &crate::registry::ClientRuntime, error: &str) {
+    if !state.model_breakers.report_due(&client.row.uid, std::time::Instant::now()) {
+        return;
+    }
+    if let Err(e) = state.store.model_error_record(client.row.id, now_ms(), error).await {
+        tracing::warn!(client = %client.row.uid, error = %e, "recording the model failure failed");
+    }
+}
+
 /// Whether the client's daily token budget or this session's cap is used up; then the
 /// built-in answerer takes over, so one visitor can't run up the shop's bill.
 async fn over_budget(
@@ -364,6 +375,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
             None => builtin(),
             Some(Err(why)) => {
                 tracing::warn!(client = %uid, error = %why, "the model is misconfigured; answering from the knowledge");
+                record_model_problem(&state, &client, &format!("model settings: {why}")).await;
                 builtin()
             }
             Some(Ok(_)) if !state.model_breakers.allow(&uid, std::time::Instant::now()) => builtin(),
@@ -390,6 +402,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                     Some(e) => {
                         let open = e.provider_trouble() && state.model_breakers.failure(&uid, std::time::Instant::now());
                         tracing::warn!(client = %uid, error = %e, breaker_open = open, "the model failed; answered from the knowledge");
+                        record_model_problem(&state, &client, &e.to_string()).await;
                     }
                 }
                 reply

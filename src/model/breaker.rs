@@ -23,10 +23,14 @@ struct Circuit {
     probing: bool,
 }
 
+/// Failures are recorded for the admin at most this often per client.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
 /// Breakers of every client, by uid.
 #[derive(Debug, Default)]
 pub struct Breakers {
     circuits: Mutex<HashMap<String, Circuit>>,
+    reported: Mutex<HashMap<String, Instant>>,
 }
 
 impl Breakers {
@@ -40,6 +44,19 @@ impl Breakers {
             Some(until) if now < until || c.probing => false,
             Some(_) => {
                 c.probing = true;
+                true
+            }
+        }
+    }
+
+    /// Whether a failure of `uid`'s model should be recorded for the admin now: the first
+    /// one, then at most one a minute, so a broken setting doesn't cost a write per visitor.
+    pub fn report_due(&self, uid: &str, now: Instant) -> bool {
+        let mut reported = self.reported.lock().expect("breaker lock");
+        match reported.get(uid) {
+            Some(at) if now.saturating_duration_since(*at) < REPORT_EVERY => false,
+            _ => {
+                reported.insert(uid.to_string(), now);
                 true
             }
         }
@@ -95,5 +112,7 @@ mod tests {
             b.failure("x", t);
         }
         assert!(b.allow("x", t + MAX_PAUSE), "the pause is capped");
+        assert!(b.report_due("x", t) && !b.report_due("x", t + Duration::from_secs(59)));
+        assert!(b.report_due("x", t + REPORT_EVERY) && b.report_due("y", t));
     }
 }

@@ -303,6 +303,10 @@ pub trait Store: Send + Sync + 'static {
     async fn reply_to(&self, session_id: i64, seq: i64) -> StoreResult<Option<Message>>;
     /// A client's model use on a UTC day (see [`utc_day`]).
     async fn usage_day(&self, client_id: i64, day: i64) -> StoreResult<DayUsage>;
+    /// Records why the client's model failed, at `at` (the last one wins).
+    async fn model_error_record(&self, client_id: i64, at: i64, error: &str) -> StoreResult<()>;
+    /// When and why the client's model last failed, if it ever did.
+    async fn model_error(&self, client_id: i64) -> StoreResult<Option<(i64, String)>>;
     /// Model tokens a session's answers have cost so far.
     async fn session_tokens(&self, session_id: i64) -> StoreResult<i64>;
     /// Cheap round trip for readiness checks.

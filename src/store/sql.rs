@@ -52,6 +52,7 @@ macro_rules! migrations {
             ),
             (4, "training status", include_str!(concat!("../../migrations/", $dialect, "/0004_training_status.sql"))),
             (5, "model usage", include_str!(concat!("../../migrations/", $dialect, "/0005_model_usage.sql"))),
+            (6, "model status", include_str!(concat!("../../migrations/", $dialect, "/0006_model_status.sql"))),
         ]
     };
 }
@@ -746,6 +747,31 @@ macro_rules! sql_store {
                         tokens: crate::store::TokenUsage { prompt: r.try_get(1)?, completion: r.try_get(2)? },
                     },
                     None => crate::store::DayUsage::default(),
+                })
+            }
+
+            async fn model_error_record(&self, client_id: i64, at: i64, error: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO model_status (client_id, last_error_at, last_error) VALUES ($1, $2, $3) \
+                     ON CONFLICT (client_id) DO UPDATE SET last_error_at = excluded.last_error_at, \
+                     last_error = excluded.last_error",
+                )
+                .bind(client_id)
+                .bind(at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn model_error(&self, client_id: i64) -> StoreResult<Option<(i64, String)>> {
+                let row = sqlx::query("SELECT last_error_at, last_error FROM model_status WHERE client_id = $1")
+                    .bind(client_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+                Ok(match row {
+                    Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+                    None => None,
                 })
             }
 

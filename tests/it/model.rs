@@ -199,6 +199,9 @@ async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
     let (deltas, answer) = ask_streamed(&mut ws, "m2", "How much does shipping cost?").await;
     assert!(deltas.is_empty());
     assert_eq!((answer["source"].as_str(), answer["entryId"].as_str()), (Some("knowledge"), Some("shipping-cost")));
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert!(show.contains("model error") && show.contains("(HTTP 401): Incorrect API key provided"), "{show}");
+    assert!(!show.contains("sk-canary-model-7f3a"), "{show}");
     let second = &fake.seen()[1].body["messages"];
     assert_eq!(second[1], json!({"role": "user", "content": "How long does shipping take?"}));
     assert_eq!(second[2], json!({"role": "assistant", "content": "Yes, we do."}));

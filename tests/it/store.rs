@@ -158,6 +158,12 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(used, DayUsage { answers: 2, tokens: TokenUsage { prompt: 350, completion: 50 } });
     assert_eq!(store.usage_day(c.id, day + 1).await.unwrap(), DayUsage::default(), "a new day starts at zero");
     assert_eq!((store.session_tokens(s1.id).await.unwrap(), store.session_tokens(s2.id).await.unwrap()), (290, 110));
+
+    // the client's last model failure
+    assert_eq!(store.model_error(c.id).await.unwrap(), None);
+    store.model_error_record(c.id, 10, "HTTP 401").await.unwrap();
+    store.model_error_record(c.id, 20, "timed out").await.unwrap();
+    assert_eq!(store.model_error(c.id).await.unwrap(), Some((20, "timed out".to_string())));
     store.ping().await.unwrap();
 }
 
