@@ -79,6 +79,8 @@ pub struct ModelConfig {
     /// The provider's model id (`model_type`).
     pub model: String,
     pub timeouts: Timeouts,
+    /// The reply limit: the request field and the number (none: the provider's own).
+    pub max_tokens: Option<(&'static str, u32)>,
 }
 
 /// The client's model, if one is configured: a token or a URL is set (local servers need no
@@ -95,6 +97,12 @@ pub fn model_config(settings: &ClientSettings, keys: &SecretBox, uid: &str) -> O
     Some(
         crate::model::endpoint::chat_endpoint(url, &token)
             .map(|endpoint| ModelConfig {
+                max_tokens: settings
+                    .get("model_max_tokens")
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(|n| (endpoint.max_tokens_field(settings.get("model_max_tokens_field")), n)),
                 endpoint,
                 model: settings.get("model_type").to_string(),
                 timeouts: Timeouts {
@@ -151,6 +159,9 @@ pub async fn answer_with_model(
             "stream": true,
             "stream_options": {"include_usage": true},
         });
+        if let Some((field, n)) = model.max_tokens {
+            body[field] = n.into();
+        }
         // The last round offers no tools, so the model has to answer.
         if round < TOOL_ROUNDS {
             body["tools"] = tools::declarations();

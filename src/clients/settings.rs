@@ -139,6 +139,20 @@ pub const SETTINGS: &[SettingDef] = &[
     secret("model_token", Group::Model, "model_url", "API token of the model provider."),
     def("model_url", Kind::UpstreamUrl, "", Group::Model, "OpenAI-compatible API URL; empty means OpenAI."),
     def(
+        "model_max_tokens",
+        Kind::Int { min: 0, max: 100_000 },
+        "800",
+        Group::Model,
+        "Most tokens one model reply may have (0: the provider's own limit).",
+    ),
+    def(
+        "model_max_tokens_field",
+        Kind::Select(&["auto", "max_completion_tokens", "max_tokens"]),
+        "auto",
+        Group::Model,
+        "How the reply limit is sent: auto uses max_completion_tokens for OpenAI and Azure, max_tokens elsewhere (Ollama, vLLM, OpenRouter).",
+    ),
+    def(
         "model_first_token_timeout",
         Kind::Int { min: 1, max: 300 },
         "15",

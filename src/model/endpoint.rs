@@ -38,6 +38,25 @@ pub struct Endpoint {
     pub auth: Auth,
 }
 
+impl Endpoint {
+    /// The request field that limits the reply, for `model_max_tokens_field`: OpenAI and Azure
+    /// reject `max_tokens` for reasoning models; Ollama and older vLLM ignore
+    /// `max_completion_tokens` (contract §2.1). Never both.
+    pub fn max_tokens_field(&self, setting: &str) -> &'static str {
+        match setting {
+            "max_completion_tokens" => "max_completion_tokens",
+            "max_tokens" => "max_tokens",
+            _ => {
+                let host = self.url.host_str().unwrap_or("").to_ascii_lowercase();
+                let official = host == "api.openai.com"
+                    || host.ends_with(".openai.azure.com")
+                    || host.ends_with(".cognitiveservices.azure.com");
+                if official { "max_completion_tokens" } else { "max_tokens" }
+            }
+        }
+    }
+}
+
 /// Why a `model_url` cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("model_url is not an http(s) URL: {0}")]
@@ -85,6 +104,16 @@ mod tests {
         );
         assert!(chat_endpoint("ftp://x", "").is_err());
         assert!(chat_endpoint("not a url", "").is_err());
+    }
+
+    #[test]
+    fn the_reply_limit_field_follows_the_provider() {
+        let field = |url: &str, setting: &str| chat_endpoint(url, "").unwrap().max_tokens_field(setting);
+        assert_eq!(field("", "auto"), "max_completion_tokens");
+        assert_eq!(field("https://shop.openai.azure.com/openai/v1", "auto"), "max_completion_tokens");
+        assert_eq!(field("http://localhost:11434/v1", "auto"), "max_tokens");
+        assert_eq!(field("https://openrouter.ai/api/v1", "auto"), "max_tokens");
+        assert_eq!(field("http://localhost:8000/v1", "max_completion_tokens"), "max_completion_tokens");
     }
 
     #[test]

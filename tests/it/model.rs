@@ -193,6 +193,8 @@ async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
     );
     assert_eq!(seen[0].body["messages"].as_array().unwrap().last().unwrap()["content"], "How long does shipping take?");
     assert_eq!(seen[0].body["model"], "gpt-4o-mini");
+    assert_eq!(seen[0].body["max_tokens"], 800, "a local server gets max_tokens");
+    assert!(seen[0].body.get("max_completion_tokens").is_none(), "never both");
 
     // The model refuses the token: the visitor still gets the built-in answer, the earlier
     // turn goes along as conversation, and the history holds only final messages.
