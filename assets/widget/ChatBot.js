@@ -191,7 +191,8 @@
       let s;
       try { s = ws = new WebSocket(url); } catch (e) { stopped = true; return notice("The chat is unavailable right now."); }
       s.onopen = () => {
-        const t = load(), hello = { type: "hello", v: 1 };
+        const t = load(), hello = { type: "hello", v: 1, page: { url: location.origin + location.pathname,
+          title: document.title.slice(0, 200), lang: document.documentElement.lang || navigator.language || "" } };
         if (t && t.length <= 128) hello.session = t;
         s.send(JSON.stringify(hello));
       };

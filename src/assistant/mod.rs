@@ -136,6 +136,7 @@ pub async fn answer_with_model(
     persona: Persona<'_>,
     confidence: Confidence,
     history: &[Message],
+    page: Option<&crate::realtime::protocol::PageContext>,
     question: &str,
     on_delta: impl FnMut(&str) + Send,
 ) -> (Reply, Option<ModelError>) {
@@ -146,6 +147,7 @@ pub async fn answer_with_model(
         contact_text: persona.contact_text,
         entries,
         history,
+        page,
         question,
     };
     let mut messages = prompt::messages(&input);

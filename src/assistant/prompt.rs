@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::knowledge::KnowledgeEntry;
+use crate::realtime::protocol::PageContext;
 use crate::store::{Message, Role};
 
 /// Earlier messages of the conversation sent along, at most.
@@ -24,6 +25,8 @@ pub struct PromptInput<'a> {
     pub entries: Vec<&'a KnowledgeEntry>,
     /// Earlier messages of the session, oldest first.
     pub history: &'a [Message],
+    /// The page the visitor is on, as the widget reported it.
+    pub page: Option<&'a PageContext>,
     pub question: &'a str,
 }
 
@@ -77,6 +80,21 @@ fn system(input: &PromptInput<'_>) -> String {
         s.push_str("(no entry matches this question)\n");
     }
     s.push_str("</faq>");
+    if let Some(page) = input.page {
+        let mut about = Vec::new();
+        if let Some(title) = &page.title {
+            about.push(format!("title: {}", delimit(title)));
+        }
+        if let Some(url) = &page.url {
+            about.push(format!("address: {}", delimit(url)));
+        }
+        if let Some(lang) = &page.lang {
+            about.push(format!("language: {lang}"));
+        }
+        if !about.is_empty() {
+            s.push_str(&format!("\n\nThe page the visitor is on (data): <page>{}</page>", about.join("; ")));
+        }
+    }
     s
 }
 
@@ -125,6 +143,7 @@ mod tests {
             contact_text: "Write to help@shop.example.",
             entries: vec![&shipping],
             history: &history,
+            page: None,
             question: "Ship to Austria?",
         };
         let m = messages(&input);
@@ -141,5 +160,33 @@ mod tests {
         let long: Vec<Message> = (1..=5).map(|i| message(i, Role::Visitor, &"x".repeat(2_500))).collect();
         let m = messages(&PromptInput { history: &long, ..input });
         assert_eq!(m.len(), 1 + 2 + 1, "6,000 characters of history at most");
+        let page = crate::realtime::protocol::PageInfo {
+            url: Some("https://shop.example/lamps/arc?email=a@b.example#x".into()),
+            title: Some("Arc lamps <b>\u{7}".into()),
+            lang: Some("de-AT".into()),
+        }
+        .context();
+        assert_eq!(page.url.as_deref(), Some("https://shop.example/lamps/arc"), "no query, no fragment");
+        let m = messages(&PromptInput {
+            bot_name: "Shopbot",
+            contact_text: "",
+            entries: Vec::new(),
+            history: &[],
+            page: Some(&page),
+            question: "?",
+        });
+        let system = m[0]["content"].as_str().unwrap();
+        assert!(
+            system.ends_with(
+                "<page>title: Arc lamps ‹b›; address: https://shop.example/lamps/arc; language: de-AT</page>"
+            ),
+            "{system}"
+        );
+        let odd = crate::realtime::protocol::PageInfo {
+            url: Some("javascript:alert(1)".into()),
+            title: None,
+            lang: Some("de AT".into()),
+        };
+        assert_eq!(odd.context(), Default::default(), "what does not pass is dropped");
     }
 }

@@ -67,7 +67,7 @@ pub async fn upgrade(
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| {
-            let conn = Conn { state, uid: client.row.uid.clone(), client, ip, session: None, outbox: None };
+            let conn = Conn { state, uid: client.row.uid.clone(), client, ip, session: None, outbox: None, page: None };
             tasks.track_future(run(socket, conn, permit))
         })
 }
@@ -84,6 +84,8 @@ struct Conn {
     ip: IpAddr,
     session: Option<Joined>,
     outbox: Option<Outbox>,
+    /// The page the widget reported in `hello`, for the model's prompt.
+    page: Option<protocol::PageContext>,
 }
 
 /// What handling one inbound frame asks the socket loop to do.
@@ -202,7 +204,10 @@ impl Conn {
         };
         match frame {
             ClientFrame::Ping => Outcome::frame(ServerFrame::Pong.encode()),
-            ClientFrame::Hello { v, session } => self.hello(v, session).await,
+            ClientFrame::Hello { v, session, page } => {
+                self.page = page.map(|p| p.context());
+                self.hello(v, session).await
+            }
             ClientFrame::Message { id, text } => self.message(id, text).await,
             ClientFrame::History { before, limit } => self.history(before, limit).await,
         }
@@ -294,14 +299,14 @@ impl Conn {
             Ok(Inserted::New(stored)) => {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
-                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, false));
+                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, false, self.page.clone()));
                 Outcome::frame(ack)
             }
             Ok(Inserted::Duplicate(stored)) => {
                 let unanswered = matches!(state.store.reply_to(session, stored.seq).await, Ok(None));
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
                 if unanswered && stored.role == Role::Visitor {
-                    state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, true));
+                    state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, true, self.page.clone()));
                 }
                 Outcome::frame(ack)
             }
@@ -359,7 +364,7 @@ async fn over_budget(
 /// Answers one stored visitor message, stores the answer, then delivers it to the session.
 /// At most one answer task runs per message; a re-answer (`recheck`, after a resend) first
 /// checks that no answer was stored meanwhile, so an answer is never produced twice.
-async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
+async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool, page: Option<protocol::PageContext>) {
     if !state.answering.lock().expect("answering lock").insert(visitor.seq) {
         return;
     }
@@ -393,6 +398,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool) {
                     persona,
                     Confidence::default(),
                     &history,
+                    page.as_ref(),
                     &visitor.text,
                     |text| state.hub.send_lossy(session, &ServerFrame::Delta { reply_to: visitor.seq, text }.encode()),
                 )

@@ -61,11 +61,56 @@ impl ErrorCode {
     }
 }
 
+/// The page the widget runs on, as `hello` reports it; every field is optional and checked
+/// by [`PageInfo::context`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct PageInfo {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+/// What the assistant may know about the visitor's page: the address without its query or
+/// fragment (they may carry personal data), a title of at most 200 characters without control
+/// characters, and a language tag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageContext {
+    pub url: Option<String>,
+    pub title: Option<String>,
+    pub lang: Option<String>,
+}
+
+impl PageInfo {
+    /// The checked context; fields that don't pass are dropped, never an error.
+    pub fn context(&self) -> PageContext {
+        let url = self.url.as_deref().filter(|u| u.len() <= 4096).and_then(|u| url::Url::parse(u).ok()).and_then(|u| {
+            matches!(u.scheme(), "http" | "https").then(|| {
+                let path: String = u.path().chars().take(500).collect();
+                format!("{}{}", u.origin().ascii_serialization(), path)
+            })
+        });
+        let title = self
+            .title
+            .as_deref()
+            .map(|t| t.chars().filter(|c| !c.is_control()).take(200).collect::<String>().trim().to_string())
+            .filter(|t| !t.is_empty());
+        let lang = self
+            .lang
+            .as_deref()
+            .filter(|l| (1..=35).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            .map(str::to_string);
+        PageContext { url, title, lang }
+    }
+}
+
 /// A frame from the visitor.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ClientFrame {
-    Hello { v: u32, session: Option<String> },
+    Hello { v: u32, session: Option<String>, page: Option<PageInfo> },
     Message { id: String, text: String },
     History { before: i64, limit: Option<u32> },
     Ping,

@@ -174,7 +174,10 @@ async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     tokio::time::sleep(Duration::from_millis(1200)).await; // the server reloads within a second
-    let (mut ws, welcome) = app.visitor(None).await;
+    let mut ws = app.connect("demo", Some("http://localhost:8080")).await.unwrap();
+    let page = json!({"url": "http://localhost:8080/lamps/arc?ref=mail#top", "title": "Arc lamps", "lang": "de-AT"});
+    ws.send(json!({"type": "hello", "v": 1, "page": page})).await;
+    let welcome = ws.next_of("welcome").await;
     let session = welcome["session"].as_str().unwrap().to_string();
 
     let (deltas, answer) = ask_streamed(&mut ws, "m1", "How long does shipping take?").await;
@@ -190,6 +193,10 @@ async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
     assert!(
         system.contains("Standard delivery takes 2–4 working days"),
         "the retrieved FAQ is in the prompt: {system}"
+    );
+    assert!(
+        system.contains("<page>title: Arc lamps; address: http://localhost:8080/lamps/arc; language: de-AT</page>"),
+        "the page is in the prompt, without its query: {system}"
     );
     assert_eq!(seen[0].body["messages"].as_array().unwrap().last().unwrap()["content"], "How long does shipping take?");
     assert_eq!(seen[0].body["model"], "gpt-4o-mini");
