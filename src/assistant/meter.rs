@@ -5,6 +5,7 @@
 //! read again (a soft limit, by design).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::store::{Store, StoreResult};
@@ -17,6 +18,8 @@ const MAX_SESSIONS: usize = 100_000;
 pub struct UsageMeter {
     days: Mutex<HashMap<(i64, i64), i64>>,
     sessions: Mutex<HashMap<i64, i64>>,
+    /// Per visitor address and UTC day, across clients; in memory only (per node, since start).
+    ips: Mutex<HashMap<(IpAddr, i64), i64>>,
 }
 
 impl UsageMeter {
@@ -42,6 +45,20 @@ impl UsageMeter {
             sessions.clear();
         }
         Ok(*sessions.entry(session).or_insert(n))
+    }
+
+    /// Tokens answers to `ip` used on `day`.
+    pub fn ip_day(&self, ip: IpAddr, day: i64) -> i64 {
+        self.ips.lock().expect("meter lock").get(&(ip, day)).copied().unwrap_or(0)
+    }
+
+    /// Counts an answer's tokens against the visitor's address.
+    pub fn add_ip(&self, ip: IpAddr, day: i64, tokens: i64) {
+        let mut ips = self.ips.lock().expect("meter lock");
+        if ips.len() >= MAX_SESSIONS {
+            ips.retain(|(_, d), _| *d >= day);
+        }
+        *ips.entry((ip, day)).or_default() += tokens;
     }
 
     /// An answer that cost `tokens` was stored. Only cached entries change: one not cached is

@@ -174,6 +174,13 @@ pub const SETTINGS: &[SettingDef] = &[
         "Model tokens (prompt + completion) per UTC day for this client; past it the built-in answers take over.",
     ),
     def(
+        "model_ip_token_cap",
+        Kind::Int { min: 0, max: 100_000_000 },
+        "100000",
+        Group::Model,
+        "Model tokens answers to one visitor address may use per UTC day (per server node); past it that address gets the built-in answers.",
+    ),
+    def(
         "model_session_token_cap",
         Kind::Int { min: 0, max: 100_000_000 },
         "30000",

@@ -299,14 +299,21 @@ impl Conn {
             Ok(Inserted::New(stored)) => {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
-                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, false, self.page.clone()));
+                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, false, self.page.clone(), self.ip));
                 Outcome::frame(ack)
             }
             Ok(Inserted::Duplicate(stored)) => {
                 let unanswered = matches!(state.store.reply_to(session, stored.seq).await, Ok(None));
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
                 if unanswered && stored.role == Role::Visitor {
-                    state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, true, self.page.clone()));
+                    state.tasks.spawn(answer(
+                        state.clone(),
+                        self.uid.clone(),
+                        stored,
+                        true,
+                        self.page.clone(),
+                        self.ip,
+                    ));
                 }
                 Outcome::frame(ack)
             }
@@ -350,6 +357,7 @@ async fn over_budget(
     state: &AppState,
     client: &crate::registry::ClientRuntime,
     session: i64,
+    ip: IpAddr,
 ) -> Result<bool, crate::store::StoreError> {
     let limit = |key: &str| client.settings.get(key).parse::<i64>().unwrap_or(0);
     let store = state.store.as_ref();
@@ -358,13 +366,23 @@ async fn over_budget(
         tracing::warn!(client = %client.row.uid, "the daily model token budget is used up; answering from the knowledge");
         return Ok(true);
     }
+    if state.usage_meter.ip_day(ip, crate::store::utc_day(now_ms())) >= limit("model_ip_token_cap") {
+        return Ok(true);
+    }
     Ok(state.usage_meter.session(store, session).await? >= limit("model_session_token_cap"))
 }
 
 /// Answers one stored visitor message, stores the answer, then delivers it to the session.
 /// At most one answer task runs per message; a re-answer (`recheck`, after a resend) first
 /// checks that no answer was stored meanwhile, so an answer is never produced twice.
-async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool, page: Option<protocol::PageContext>) {
+async fn answer(
+    state: AppState,
+    uid: String,
+    visitor: Message,
+    recheck: bool,
+    page: Option<protocol::PageContext>,
+    ip: IpAddr,
+) {
     if !state.answering.lock().expect("answering lock").insert(visitor.seq) {
         return;
     }
@@ -384,7 +402,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool, p
                 builtin()
             }
             Some(Ok(_)) if !state.model_breakers.allow(&uid, std::time::Instant::now()) => builtin(),
-            Some(Ok(_)) if over_budget(&state, &client, visitor.session_id).await? => builtin(),
+            Some(Ok(_)) if over_budget(&state, &client, visitor.session_id, ip).await? => builtin(),
             Some(Ok(model)) => {
                 let (history, _) = state
                     .store
@@ -432,6 +450,7 @@ async fn answer(state: AppState, uid: String, visitor: Message, recheck: bool, p
         if let Some(u) = reply.usage {
             let day = crate::store::utc_day(created_at);
             state.usage_meter.add(client.row.id, day, visitor.session_id, u.total());
+            state.usage_meter.add_ip(ip, day, u.total());
         }
         if let Inserted::New(m) = stored {
             state.hub.send(visitor.session_id, &ServerFrame::Message { message: (&m).into() }.encode());

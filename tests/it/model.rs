@@ -275,6 +275,16 @@ async fn token_budgets_hand_over_to_the_built_in_answers() {
     let (_, first) = ask_streamed(&mut other, "a", "How long does shipping take?").await;
     let (_, second) = ask_streamed(&mut other, "b", "How long does shipping take?").await;
     assert_eq!((first["source"].as_str(), second["source"].as_str()), (Some("model"), Some("knowledge")));
+
+    // The address cap: this address has used 3 × 29 tokens today; under a cap of 100 a fresh
+    // session gets one more model answer, then built-in ones.
+    let out = app.cli(&["client", "set", "demo", "model_session_token_cap=1000000", "model_ip_token_cap=100"]);
+    assert!(out.status.success());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (mut third, _) = app.visitor(None).await;
+    let (_, first) = ask_streamed(&mut third, "a", "How long does shipping take?").await;
+    let (_, second) = ask_streamed(&mut third, "b", "How long does shipping take?").await;
+    assert_eq!((first["source"].as_str(), second["source"].as_str()), (Some("model"), Some("knowledge")));
 }
 
 #[tokio::test]
