@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::endpoint::{Auth, Endpoint};
-use super::openai::{Completion, StreamDecoder, StreamError};
+use super::openai::{Completion, StreamDecoder, StreamError, error_fields};
 use super::sse::{SseError, SseParser};
 
 /// The largest line or event accepted from a model server.
@@ -238,23 +238,14 @@ fn http_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> ModelE
 /// (message, type, code) of an error body: `{"error": {...}}`, `{"error": "text"}`, old
 /// vLLM's `{"object": "error", ...}`, or anything else as (truncated) text.
 fn error_body(body: &[u8]) -> (String, Option<String>, Option<String>) {
-    let text = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let fields =
-        |e: &Value| (e.get("message").and_then(text), e.get("type").and_then(text), e.get("code").and_then(text));
-    let (message, kind, code) = match &parsed {
-        Some(v) => match v.get("error") {
-            Some(Value::String(s)) => (Some(s.clone()), None, None),
-            Some(e @ Value::Object(_)) => fields(e),
-            _ if v.get("object").and_then(Value::as_str) == Some("error") => fields(v),
-            _ => (None, None, None),
-        },
-        None => (None, None, None),
-    };
+    let (message, kind, code) = parsed
+        .as_ref()
+        .and_then(|v| {
+            let object = v.get("object").and_then(Value::as_str);
+            error_fields(v.get("error"), object, v.get("message"), v.get("type"), v.get("code"))
+        })
+        .unwrap_or_default();
     let message = message.unwrap_or_else(|| {
         let raw: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(200).collect();
         if raw.trim().is_empty() { "(empty body)".into() } else { raw.trim().to_string() }

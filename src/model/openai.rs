@@ -266,23 +266,40 @@ impl StreamDecoder {
 /// An error inside a 200 stream: `{"error": {...}}` (OpenAI, vLLM, OpenRouter),
 /// `{"error": "text"}`, or old vLLM's `{"object": "error", "message": ...}`.
 fn stream_error(chunk: &Chunk) -> Option<StreamError> {
+    let (message, kind, code) = error_fields(
+        chunk.error.as_ref(),
+        chunk.object.as_deref(),
+        chunk.message.as_ref(),
+        chunk.kind.as_ref(),
+        chunk.code.as_ref(),
+    )?;
+    let message = message.filter(|m| !m.is_empty()).unwrap_or_else(|| "(no message)".to_string());
+    Some(StreamError::Upstream { message, kind, code })
+}
+
+/// (message, type, code) of an error in any shape model servers use, from a JSON object's
+/// `error`, `object` and top-level `message`, `type`, `code` fields: `{"error": {...}}`,
+/// `{"error": "text"}`, or old vLLM's `{"object": "error", "message": ...}`; `None` when the
+/// object is no error. Codes may be strings or numbers. Shared by stream events and error
+/// bodies.
+pub(crate) fn error_fields(
+    error: Option<&Value>,
+    object: Option<&str>,
+    message: Option<&Value>,
+    kind: Option<&Value>,
+    code: Option<&Value>,
+) -> Option<(Option<String>, Option<String>, Option<String>)> {
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let (message, kind, code) = match (&chunk.error, chunk.object.as_deref()) {
-        (Some(Value::String(message)), _) => (message.clone(), None, None),
-        (Some(e @ Value::Object(_)), _) => {
-            (text(e.get("message")).unwrap_or_default(), text(e.get("type")), text(e.get("code")))
-        }
-        (_, Some("error")) => {
-            (text(chunk.message.as_ref()).unwrap_or_default(), text(chunk.kind.as_ref()), text(chunk.code.as_ref()))
-        }
-        _ => return None,
-    };
-    let message = if message.is_empty() { "(no message)".to_string() } else { message };
-    Some(StreamError::Upstream { message, kind, code })
+    match (error, object) {
+        (Some(Value::String(message)), _) => Some((Some(message.clone()), None, None)),
+        (Some(e @ Value::Object(_)), _) => Some((text(e.get("message")), text(e.get("type")), text(e.get("code")))),
+        (_, Some("error")) => Some((text(message), text(kind), text(code))),
+        _ => None,
+    }
 }
 
 fn snippet(text: &str) -> String {
