@@ -159,9 +159,7 @@ async fn checks(client: &Client, app: &TestApp, forbidden: SocketAddr) -> usize 
 
     // 7. With a model, its answer shows while it is written, and the stored one replaces it.
     let fake = FakeModel::start(vec![text_stream(Duration::from_millis(400))]).await;
-    let out = app.cli(&["client", "set", "demo", &format!("model_url={}", fake.base())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tokio::time::sleep(Duration::from_millis(1200)).await; // the server reloads within a second
+    app.set_client("demo", &[&format!("model_url={}", fake.base())]).await;
     let question = "Do you ship to Austria?";
     ask(client, question).await;
     wait_for(client, "the model answer being written", |w| {
@@ -171,8 +169,7 @@ async fn checks(client: &Client, app: &TestApp, forbidden: SocketAddr) -> usize 
     let w = wait_for(client, "the stored model answer", |w| w.answered(question, "Yes, we do.")).await;
     assert!(w.messages.iter().all(|m| m.seq.is_some()), "the streamed bubble is replaced: {w:#?}");
     assert_eq!(w.messages.len(), 6, "three questions, three answers: {w:#?}");
-    let out = app.cli(&["client", "set", "demo", "model_url="]);
-    assert!(out.status.success());
+    app.set_client("demo", &["model_url="]).await;
     n += 1;
 
     // 8. On an origin the client doesn't allow, the script runs but shows nothing and says why.

@@ -11,7 +11,7 @@ use aia_chat::model::endpoint::chat_endpoint;
 use aia_chat::model::openai::{FinishReason, StreamError, Usage};
 use serde_json::json;
 
-use crate::model_fake::{FakeModel, Script, error, quota, text_stream, tool_stream};
+use crate::model_fake::{FakeModel, Script, error, error_body, quota, text_pieces, text_stream, tool_stream};
 
 fn timeouts() -> Timeouts {
     Timeouts {
@@ -76,14 +76,8 @@ async fn refused_credentials_and_quota_are_not_retried() {
 
 #[tokio::test]
 async fn rate_limits_and_server_errors_are_retried_within_the_budget() {
-    let limited = Script::Status(
-        429,
-        vec![("retry-after-ms", "120".into()), ("retry-after", "1".into())],
-        match error(429) {
-            Script::Status(_, _, body) => body,
-            _ => unreachable!(),
-        },
-    );
+    let limited =
+        Script::Status(429, vec![("retry-after-ms", "120".into()), ("retry-after", "1".into())], error_body(429));
     let fake = FakeModel::start(vec![limited, error(500), error(502), text_stream(Duration::ZERO)]).await;
     let (_, result, total) = ask(&fake, "k", timeouts()).await;
     assert_eq!(result.unwrap().text, "Yes, we do.");
@@ -106,10 +100,7 @@ async fn rate_limits_and_server_errors_are_retried_within_the_budget() {
 #[tokio::test]
 async fn broken_and_silent_streams_end_in_time() {
     // An error event after text reached the visitor: reported, not retried.
-    let mut pieces = match text_stream(Duration::ZERO) {
-        Script::Stream(p) => p,
-        _ => unreachable!(),
-    };
+    let mut pieces = text_pieces(Duration::ZERO);
     pieces.truncate(2);
     pieces.push((Duration::ZERO, b"data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n".to_vec()));
     let fake = FakeModel::start(vec![Script::Stream(pieces.clone()), text_stream(Duration::ZERO)]).await;
@@ -128,10 +119,7 @@ async fn broken_and_silent_streams_end_in_time() {
     assert!(matches!(result, Err(ModelError::Timeout { .. })), "{result:?}");
     assert!(total >= t.first_token && total < t.first_token + Duration::from_millis(300), "{total:?}");
     // Text, then silence longer than the idle timeout.
-    let mut stalling = match text_stream(Duration::ZERO) {
-        Script::Stream(p) => p,
-        _ => unreachable!(),
-    };
+    let mut stalling = text_pieces(Duration::ZERO);
     stalling[2].0 = Duration::from_secs(5);
     let fake = FakeModel::start(vec![Script::Stream(stalling)]).await;
     let (deltas, result, total) = ask(&fake, "k", t).await;
@@ -161,19 +149,18 @@ async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
     let app = crate::support::TestApp::spawn().await;
     // Canary values in every secret setting: none may reach a prompt.
     let model_url = format!("model_url={}", fake.base());
-    let out = app.cli(&[
-        "client",
-        "set",
+    app.set_client(
         "demo",
-        &model_url,
-        "model_token=sk-canary-model-7f3a",
-        "graphql_headers={\"Authorization\": \"Bearer canary-graphql-51c2\"}",
-        "operator_token=canary-operator-93d1",
-        "trello_key=canary-trello-key-44e0",
-        "trello_token=canary-trello-token-0b9e",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tokio::time::sleep(Duration::from_millis(1200)).await; // the server reloads within a second
+        &[
+            &model_url,
+            "model_token=sk-canary-model-7f3a",
+            "graphql_headers={\"Authorization\": \"Bearer canary-graphql-51c2\"}",
+            "operator_token=canary-operator-93d1",
+            "trello_key=canary-trello-key-44e0",
+            "trello_token=canary-trello-token-0b9e",
+        ],
+    )
+    .await;
     let mut ws = app.connect("demo", Some("http://localhost:8080")).await.unwrap();
     let page = json!({"url": "http://localhost:8080/lamps/arc?ref=mail#top", "title": "Arc lamps", "lang": "de-AT"});
     ws.send(json!({"type": "hello", "v": 1, "page": page})).await;
@@ -224,9 +211,7 @@ async fn a_client_with_a_model_streams_grounded_answers_and_falls_back() {
 async fn tool_calls_are_answered_and_the_model_goes_on() {
     let fake = FakeModel::start(vec![tool_stream(), text_stream(Duration::ZERO)]).await;
     let app = crate::support::TestApp::spawn().await;
-    let out = app.cli(&["client", "set", "demo", &format!("model_url={}", fake.base())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.set_client("demo", &[&format!("model_url={}", fake.base())]).await;
     let (mut ws, _) = app.visitor(None).await;
     let (_, answer) = ask_streamed(&mut ws, "m1", "Do you have red kettles?").await;
     assert_eq!((answer["text"].as_str(), answer["source"].as_str()), (Some("Yes, we do."), Some("model")));
@@ -254,9 +239,7 @@ async fn token_budgets_hand_over_to_the_built_in_answers() {
     let fake = FakeModel::start(vec![text_stream(Duration::ZERO)]).await;
     let app = crate::support::TestApp::spawn().await;
     let url = format!("model_url={}", fake.base());
-    let out = app.cli(&["client", "set", "demo", &url, "model_daily_token_budget=30"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.set_client("demo", &[&url, "model_daily_token_budget=30"]).await;
     let (mut ws, _) = app.visitor(None).await;
     // The fake reports 25 + 4 tokens an answer: two answers fit under 30, the third does not.
     for (id, expected) in [("a", "model"), ("b", "model"), ("c", "knowledge")] {
@@ -268,9 +251,7 @@ async fn token_budgets_hand_over_to_the_built_in_answers() {
     assert!(show.contains("model use today      2 answers, 50 prompt + 8 completion tokens (budget 30)"), "{show}");
 
     // The session cap: a new visitor gets one model answer under a cap of 20, then built-in ones.
-    let out = app.cli(&["client", "set", "demo", "model_daily_token_budget=1000000", "model_session_token_cap=20"]);
-    assert!(out.status.success());
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.set_client("demo", &["model_daily_token_budget=1000000", "model_session_token_cap=20"]).await;
     let (mut other, _) = app.visitor(None).await;
     let (_, first) = ask_streamed(&mut other, "a", "How long does shipping take?").await;
     let (_, second) = ask_streamed(&mut other, "b", "How long does shipping take?").await;
@@ -278,9 +259,7 @@ async fn token_budgets_hand_over_to_the_built_in_answers() {
 
     // The address cap: this address has used 3 × 29 tokens today; under a cap of 100 a fresh
     // session gets one more model answer, then built-in ones.
-    let out = app.cli(&["client", "set", "demo", "model_session_token_cap=1000000", "model_ip_token_cap=100"]);
-    assert!(out.status.success());
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.set_client("demo", &["model_session_token_cap=1000000", "model_ip_token_cap=100"]).await;
     let (mut third, _) = app.visitor(None).await;
     let (_, first) = ask_streamed(&mut third, "a", "How long does shipping take?").await;
     let (_, second) = ask_streamed(&mut third, "b", "How long does shipping take?").await;
@@ -293,9 +272,7 @@ async fn a_provider_that_keeps_failing_is_left_alone_for_a_while() {
     let garbage = Script::Stream(vec![(Duration::ZERO, b"data: <html>oops</html>\n\n".to_vec())]);
     let fake = FakeModel::start(vec![garbage]).await;
     let app = crate::support::TestApp::spawn().await;
-    let out = app.cli(&["client", "set", "demo", &format!("model_url={}", fake.base())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    app.set_client("demo", &[&format!("model_url={}", fake.base())]).await;
     let (mut ws, _) = app.visitor(None).await;
     for id in ["a", "b", "c", "d", "e"] {
         let (deltas, answer) = ask_streamed(&mut ws, id, "How long does shipping take?").await;

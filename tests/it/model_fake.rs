@@ -29,6 +29,11 @@ pub enum Script {
 
 /// The contract's §4.3 text stream ("Yes, we do."), each event a piece.
 pub fn text_stream(pause: Duration) -> Script {
+    Script::Stream(text_pieces(pause))
+}
+
+/// The pieces of [`text_stream`], for variants (cut short, stalling).
+pub fn text_pieces(pause: Duration) -> Vec<(Duration, Vec<u8>)> {
     let events = [
         r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
         r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[{"index":0,"delta":{"content":"Yes, we"},"logprobs":null,"finish_reason":null}],"usage":null}"#,
@@ -37,7 +42,7 @@ pub fn text_stream(pause: Duration) -> Script {
         r#"{"id":"chatcmpl-A1","object":"chat.completion.chunk","created":1767225600,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0a1b2c3d4e","choices":[],"usage":{"prompt_tokens":25,"completion_tokens":4,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#,
         "[DONE]",
     ];
-    Script::Stream(events.iter().map(|e| (pause, format!("data: {e}\n\n").into_bytes())).collect())
+    events.iter().map(|e| (pause, format!("data: {e}\n\n").into_bytes())).collect()
 }
 
 /// A tool-call stream in the contract's §4.4 shape: one `search_products` call whose
@@ -60,6 +65,11 @@ pub fn tool_stream() -> Script {
 
 /// The contract's §5.2 error answers.
 pub fn error(status: u16) -> Script {
+    Script::Status(status, Vec::new(), error_body(status))
+}
+
+/// The body of [`error`].
+pub fn error_body(status: u16) -> String {
     let body = match status {
         401 => {
             r#"{"error":{"message":"Incorrect API key provided: sk-test***0000. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#
@@ -75,7 +85,7 @@ pub fn error(status: u16) -> Script {
         }
         _ => "<html><body><h1>502 Bad Gateway</h1></body></html>",
     };
-    Script::Status(status, Vec::new(), body.to_string())
+    body.to_string()
 }
 
 /// 429 `insufficient_quota`, which must not be retried.

@@ -93,6 +93,20 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// `aia-chat client set UID PAIRS…`, then waits (up to 5 s) until the running server has
+    /// loaded the change.
+    pub async fn set_client(&self, uid: &str, pairs: &[&str]) {
+        let version = || self.state.registry.get(uid).map(|c| c.row.settings_version);
+        let before = version();
+        let out = self.cli(&[&["client", "set", uid], pairs].concat());
+        assert!(out.status.success(), "client set: {}", String::from_utf8_lossy(&out.stderr));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while version() == before {
+            assert!(std::time::Instant::now() < deadline, "the server did not load the change within 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Opens the widget's socket for `client` with `origin`, or the refusal (status, body).
     pub async fn connect(&self, client: &str, origin: Option<&str>) -> Result<Ws, (u16, Value)> {
         connect_ws(&format!("ws://{}/ws?clientUid={client}", self.addr), origin).await
