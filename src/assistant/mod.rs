@@ -10,8 +10,9 @@ pub mod tools;
 
 use crate::clients::{ClientSettings, SecretBox};
 use crate::knowledge::KnowledgeIndex;
+use crate::model::chat::{ChatRequest, ToolResult, Turn};
 use crate::model::client::{ModelError, Timeouts, stream_chat};
-use crate::model::endpoint::Endpoint;
+use crate::model::endpoint::{Endpoint, Provider};
 use crate::store::{Message, TokenUsage};
 
 /// Where an answer came from (sent to the widget and counted in metrics).
@@ -90,12 +91,15 @@ pub fn model_config(settings: &ClientSettings, keys: &SecretBox, uid: &str) -> O
     if url.trim().is_empty() && !settings.is_set("model_token") {
         return None;
     }
+    let provider = Provider::from_setting(settings.get("model_provider"));
+    // The default model id is OpenAI's; another provider's default applies unless one is set.
+    let model = if settings.is_set("model_type") { settings.get("model_type") } else { provider.default_model() };
     let token = match settings.secret(keys, uid, "model_token").transpose() {
         Ok(token) => token.unwrap_or_default(),
         Err(e) => return Some(Err(format!("model_token: {e}"))),
     };
     Some(
-        crate::model::endpoint::chat_endpoint(url, &token)
+        crate::model::endpoint::chat_endpoint(provider, url, &token)
             .map(|endpoint| ModelConfig {
                 max_tokens: settings
                     .get("model_max_tokens")
@@ -104,7 +108,7 @@ pub fn model_config(settings: &ClientSettings, keys: &SecretBox, uid: &str) -> O
                     .filter(|n| *n > 0)
                     .map(|n| (endpoint.max_tokens_field(settings.get("model_max_tokens_field")), n)),
                 endpoint,
-                model: settings.get("model_type").to_string(),
+                model: model.to_string(),
                 timeouts: Timeouts {
                     first_token: seconds(settings, "model_first_token_timeout"),
                     idle: seconds(settings, "model_idle_timeout"),
@@ -150,35 +154,43 @@ pub async fn answer_with_model(
         page,
         question,
     };
-    let mut messages = prompt::messages(&input);
+    let mut chat = prompt::chat(&input);
+    let protocol = model.endpoint.provider.protocol();
+    let offered = tools::declarations();
     let mut on_delta = on_delta;
     let mut text = String::new();
     let mut usage = TokenUsage::default();
     for round in 0..=TOOL_ROUNDS {
-        let mut body = serde_json::json!({
-            "model": model.model,
-            "messages": messages,
-            "stream": true,
-            "stream_options": {"include_usage": true},
-        });
-        if let Some((field, n)) = model.max_tokens {
-            body[field] = n.into();
-        }
         // The last round offers no tools, so the model has to answer.
-        if round < TOOL_ROUNDS {
-            body["tools"] = tools::declarations();
-            body["tool_choice"] = "auto".into();
-        }
-        let completion = match stream_chat(http, &model.endpoint, &body, &model.timeouts, &mut on_delta).await {
+        let request = ChatRequest {
+            model: &model.model,
+            chat: &chat,
+            tools: if round < TOOL_ROUNDS { &offered } else { &[] },
+            max_tokens: model.max_tokens,
+        };
+        let body = protocol.body(&request);
+        // What a round says after an earlier round's words starts a new paragraph.
+        let mut apart = !text.is_empty();
+        let forward = |piece: &str| {
+            if std::mem::take(&mut apart) {
+                on_delta(&format!("\n\n{piece}"));
+            } else {
+                on_delta(piece);
+            }
+        };
+        let completion = match stream_chat(http, &model.endpoint, &body, &model.timeouts, forward).await {
             Ok(c) => c,
             Err(e) => return (answer(knowledge, persona, confidence, question), Some(e)),
         };
+        if !text.is_empty() && !completion.text.is_empty() {
+            text.push_str("\n\n");
+        }
         text.push_str(&completion.text);
         // Counted as the server reports it, else estimated (4 characters a token).
         let spent = match completion.usage {
             Some(u) => TokenUsage { prompt: u.prompt_tokens as i64, completion: u.completion_tokens as i64 },
             None => TokenUsage {
-                prompt: body["messages"].to_string().len() as i64 / 4,
+                prompt: body.to_string().len() as i64 / 4,
                 completion: (completion.text.len()
                     + completion.tool_calls.iter().map(|c| c.raw_arguments.len()).sum::<usize>())
                     as i64
@@ -190,19 +202,13 @@ pub async fn answer_with_model(
         if !completion.wants_tools() {
             break;
         }
-        let calls: Vec<serde_json::Value> = completion
+        let results = completion
             .tool_calls
             .iter()
-            .map(|c| {
-                serde_json::json!({"id": c.id, "type": "function",
-                    "function": {"name": c.name, "arguments": c.raw_arguments}})
-            })
+            .map(|c| ToolResult { call_id: c.id.clone(), content: tools::run(c) })
             .collect();
-        let content = if completion.text.is_empty() { serde_json::Value::Null } else { completion.text.clone().into() };
-        messages.push(serde_json::json!({"role": "assistant", "content": content, "tool_calls": calls}));
-        for call in &completion.tool_calls {
-            messages.push(serde_json::json!({"role": "tool", "tool_call_id": call.id, "content": tools::run(call)}));
-        }
+        chat.turns.push(Turn::Assistant { text: completion.text, calls: completion.tool_calls });
+        chat.turns.push(Turn::ToolResults(results));
     }
     if text.trim().is_empty() {
         return (answer(knowledge, persona, confidence, question), None);

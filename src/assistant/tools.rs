@@ -3,60 +3,54 @@
 //! capability this shop has not set up is said to be unavailable, so the model tells the
 //! visitor what it really can do instead of pretending.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::model::openai::ToolCall;
+use crate::model::chat::{ToolCall, ToolSpec};
 
-/// The tools' declarations for the chat-completions `tools` field.
-pub fn declarations() -> Value {
-    json!([
-        {
-            "type": "function",
-            "function": {
-                "name": "search_products",
-                "description": "Search the shop's product catalog. Use it when the visitor looks for a product, asks whether something is sold, or asks for a price or availability.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "query": {"type": "string", "description": "What to search for, in the visitor's words."},
-                        "max_price": {"type": "number", "description": "Upper price limit, if the visitor gave one."}
-                    },
-                    "required": ["query"]
-                }
-            }
+/// The tools every model is offered.
+pub fn declarations() -> Vec<ToolSpec> {
+    vec![
+        ToolSpec {
+            name: "search_products",
+            description: "Search the shop's product catalog. Use it when the visitor looks for a product, asks \
+                          whether something is sold, or asks for a price or availability.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "What to search for, in the visitor's words."},
+                    "max_price": {"type": "number", "description": "Upper price limit, if the visitor gave one."}
+                },
+                "required": ["query"]
+            }),
         },
-        {
-            "type": "function",
-            "function": {
-                "name": "handoff_to_human",
-                "description": "Hand the conversation to a human operator. Use it when the visitor asks for a person, or when you cannot help and a person could.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "reason": {"type": "string", "description": "Why a person should take over, in one sentence."}
-                    },
-                    "required": ["reason"]
-                }
-            }
+        ToolSpec {
+            name: "handoff_to_human",
+            description: "Hand the conversation to a human operator. Use it when the visitor asks for a person, \
+                          or when you cannot help and a person could.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "reason": {"type": "string", "description": "Why a person should take over, in one sentence."}
+                },
+                "required": ["reason"]
+            }),
         },
-        {
-            "type": "function",
-            "function": {
-                "name": "create_task",
-                "description": "Create a follow-up task for the shop's team: a call-back, a complaint, a quote or return request, a bug report. Only when the visitor wants the shop to act later.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "title": {"type": "string"},
-                        "description": {"type": "string"},
-                        "contact": {"type": "string", "description": "How to reach the visitor, if they gave it."},
-                        "category": {"type": "string"}
-                    },
-                    "required": ["title", "description"]
-                }
-            }
-        }
-    ])
+        ToolSpec {
+            name: "create_task",
+            description: "Create a follow-up task for the shop's team: a call-back, a complaint, a quote or \
+                          return request, a bug report. Only when the visitor wants the shop to act later.",
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string"},
+                    "description": {"type": "string"},
+                    "contact": {"type": "string", "description": "How to reach the visitor, if they gave it."},
+                    "category": {"type": "string"}
+                },
+                "required": ["title", "description"]
+            }),
+        },
+    ]
 }
 
 /// The tool message content answering `call`. Nothing is wired to a real capability yet, so
@@ -84,6 +78,7 @@ pub fn run(call: &ToolCall) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn call(name: &str, arguments: Result<Value, String>) -> ToolCall {
         ToolCall { id: "call_1".into(), name: name.into(), raw_arguments: "{}".into(), arguments }
@@ -91,9 +86,7 @@ mod tests {
 
     #[test]
     fn every_call_gets_an_answer_the_model_can_use() {
-        let declared = declarations();
-        let names: Vec<&str> =
-            declared.as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = declarations().iter().map(|t| t.name).collect();
         assert_eq!(names, ["search_products", "handoff_to_human", "create_task"]);
         let r: Value = serde_json::from_str(&run(&call("search_products", Ok(json!({"query": "kettle"}))))).unwrap();
         assert_eq!((r["ok"].as_bool(), r["error"].as_str()), (Some(false), Some("not_configured")));

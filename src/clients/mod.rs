@@ -100,14 +100,23 @@ impl ClientSettings {
                 (true, Some(plain)) => Some(keys.seal(uid, def.key, &plain)),
                 (_, value) => value,
             };
-            if matches!(def.kind, Kind::UpstreamUrl) {
-                let old_host = host_of(self.get(def.key)).or_else(|| host_of(def.default));
-                let new_host = value.as_deref().and_then(host_of).or_else(|| host_of(def.default));
-                if old_host != new_host {
-                    for secret in settings::secrets_following(def.key) {
-                        if !given.contains(secret.key) && self.is_set(secret.key) {
-                            writes.push(SettingWrite { key: secret.key.into(), value: None });
-                        }
+            // Secrets stay with the party they were given for: a URL moving to another host,
+            // or another model provider (the same empty URL then means another host).
+            let moved_to = match def.kind {
+                Kind::UpstreamUrl => {
+                    let old_host = host_of(self.get(def.key)).or_else(|| host_of(def.default));
+                    let new_host = value.as_deref().and_then(host_of).or_else(|| host_of(def.default));
+                    (old_host != new_host).then_some(def.key)
+                }
+                _ if def.key == "model_provider" => {
+                    (value.as_deref().unwrap_or(def.default) != self.get(def.key)).then_some("model_url")
+                }
+                _ => None,
+            };
+            if let Some(url_key) = moved_to {
+                for secret in settings::secrets_following(url_key) {
+                    if !given.contains(secret.key) && self.is_set(secret.key) {
+                        writes.push(SettingWrite { key: secret.key.into(), value: None });
                     }
                 }
             }
@@ -157,11 +166,11 @@ pub fn normalize(def: &SettingDef, raw: &str, policy: UpstreamPolicy) -> Result<
             }
             ids.join(",")
         }
-        Kind::Text { max } | Kind::Multiline { max } => {
+        Kind::Text { max } | Kind::Multiline { max } | Kind::Suggested { max, .. } => {
             if raw.chars().count() > max {
                 return Err(invalid(key, format!("is longer than {max} characters")));
             }
-            if matches!(def.kind, Kind::Text { .. }) && raw.contains(['\n', '\r']) {
+            if !matches!(def.kind, Kind::Multiline { .. }) && raw.contains(['\n', '\r']) {
                 return Err(invalid(key, "must be a single line"));
             }
             if matches!(def.kind, Kind::Multiline { .. }) { raw.to_string() } else { trimmed.to_string() }
@@ -267,6 +276,12 @@ mod tests {
             )
             .unwrap();
         assert!(w.iter().all(|w| w.value.is_some()));
+        // Another provider: an OpenAI key is never sent to Anthropic.
+        let s = current(&[("model_token", "sk")], &keys);
+        let w = s.plan("c", &[("model_provider".into(), "anthropic".into())], policy, &keys).unwrap();
+        assert!(w.contains(&SettingWrite { key: "model_token".into(), value: None }));
+        let w = s.plan("c", &[("model_provider".into(), "openai".into())], policy, &keys).unwrap();
+        assert_eq!(w.len(), 1, "the same provider keeps the token");
     }
 
     #[test]

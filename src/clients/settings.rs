@@ -19,6 +19,9 @@ pub enum Kind {
     IdList,
     /// One line of text up to `max` characters.
     Text { max: usize },
+    /// One line of text up to `max` characters, with common values offered by their labels
+    /// (value, label); any other value is accepted too (a custom model name).
+    Suggested { max: usize, options: &'static [(&'static str, &'static str)] },
     /// Free text over several lines up to `max` characters.
     Multiline { max: usize },
     /// An integer in a range.
@@ -76,6 +79,21 @@ impl SettingDef {
         matches!(self.kind, Kind::Secret | Kind::SecretHeaders)
     }
 }
+
+/// The models the admin panel offers for `model_type`, with readable labels.
+pub const MODELS: &[(&str, &str)] = &[
+    ("gpt-4o-mini", "OpenAI GPT-4o mini"),
+    ("gpt-4o", "OpenAI GPT-4o"),
+    ("gpt-4.1-mini", "OpenAI GPT-4.1 mini"),
+    ("gpt-4.1-nano", "OpenAI GPT-4.1 nano"),
+    ("gpt-4.1", "OpenAI GPT-4.1"),
+    ("gpt-5-mini", "OpenAI GPT-5 mini"),
+    ("gpt-5-nano", "OpenAI GPT-5 nano"),
+    ("gpt-5", "OpenAI GPT-5"),
+    ("o4-mini", "OpenAI o4-mini (reasoning)"),
+    ("claude-haiku-4-5", "Anthropic Claude Haiku 4.5"),
+    ("claude-sonnet-4-5", "Anthropic Claude Sonnet 4.5"),
+];
 
 /// The positions a launcher can take.
 pub const POSITIONS: &[&str] = &["bottom-right", "bottom-left", "top-right", "top-left"];
@@ -135,9 +153,31 @@ pub const SETTINGS: &[SettingDef] = &[
         Group::General,
         "Public URL of this server as browsers reach it (defaults to --public-url).",
     ),
-    def("model_type", Kind::Text { max: 100 }, "gpt-4o-mini", Group::Model, "Model id of the provider."),
+    def(
+        "model_provider",
+        Kind::Select(&["openai", "anthropic"]),
+        "openai",
+        Group::Model,
+        "Wire format of the model API: `openai` (OpenAI and every compatible server: Azure OpenAI, Ollama, vLLM, \
+         OpenRouter, …) or `anthropic` (Messages API). Changing it clears the API token unless it is given again.",
+    ),
+    def(
+        "model_type",
+        Kind::Suggested { max: 100, options: MODELS },
+        "gpt-4o-mini",
+        Group::Model,
+        "Model id of the provider, or a custom model name. Left at the default, Anthropic uses claude-haiku-4-5.",
+    ),
     secret("model_token", Group::Model, "model_url", "API token of the model provider."),
-    def("model_url", Kind::UpstreamUrl, "", Group::Model, "OpenAI-compatible API URL; empty means OpenAI."),
+    def(
+        "model_url",
+        Kind::UpstreamUrl,
+        "",
+        Group::Model,
+        "API URL, a base (`http://localhost:11434/v1`) or the full endpoint \
+         (`https://api.openai.com/v1/chat/completions`); empty means the provider's own. Azure OpenAI deployment \
+         URLs (with `api-version`) are sent the `api-key` header.",
+    ),
     def(
         "model_max_tokens",
         Kind::Int { min: 0, max: 100_000 },
@@ -277,6 +317,10 @@ pub fn markdown_table() -> String {
             Kind::DomainList => "list of hosts".to_string(),
             Kind::IdList => "list of ids".to_string(),
             Kind::Text { max } => format!("text, ≤ {max} chars"),
+            Kind::Suggested { max, options } => format!(
+                "text, ≤ {max} chars; offered: {}",
+                options.iter().map(|(v, label)| format!("`{v}` ({label})")).collect::<Vec<_>>().join(", ")
+            ),
             Kind::Multiline { max } => format!("multi-line text, ≤ {max} chars"),
             Kind::Int { min, max } if max == i64::MAX => format!("integer ≥ {min}"),
             Kind::Int { min, max } => format!("integer {min}–{max}"),

@@ -10,8 +10,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::endpoint::{Auth, Endpoint};
-use super::openai::{Completion, StreamDecoder, StreamError, error_fields};
+use super::anthropic;
+use super::chat::{Completion, StreamError};
+use super::endpoint::{Auth, Endpoint, Provider};
+use super::openai::error_fields;
 use super::sse::{SseError, SseParser};
 
 /// The largest line or event accepted from a model server.
@@ -74,7 +76,10 @@ impl ModelError {
             ModelError::RateLimited { .. } | ModelError::Transport(_) => true,
             ModelError::Http { status, .. } => matches!(status, 408 | 409 | 500..=599),
             ModelError::Stream(StreamError::Truncated) => true,
-            ModelError::Stream(StreamError::Upstream { kind, .. }) => kind.as_deref() == Some("server_error"),
+            // OpenAI's and Anthropic's names for a passing server failure.
+            ModelError::Stream(StreamError::Upstream { kind, .. }) => {
+                matches!(kind.as_deref(), Some("server_error" | "api_error" | "overloaded_error"))
+            }
             _ => false,
         }
     }
@@ -153,8 +158,12 @@ async fn attempt_once(
     request = match &endpoint.auth {
         Auth::Bearer(token) => request.bearer_auth(token),
         Auth::ApiKey(key) => request.header("api-key", key),
+        Auth::XApiKey(key) => request.header("x-api-key", key),
         Auth::None => request,
     };
+    if endpoint.provider == Provider::Anthropic {
+        request = request.header("anthropic-version", anthropic::VERSION);
+    }
     let first = cap(timeouts.first_token);
     let started = Instant::now();
     let mut response = tokio::time::timeout(first, request.send())
@@ -176,7 +185,7 @@ async fn attempt_once(
         return Err(http_error(if (200..300).contains(&status) { 502 } else { status }, &body, retry_after));
     }
     let mut parser = SseParser::new(MAX_EVENT);
-    let mut decoder = StreamDecoder::default();
+    let mut decoder = endpoint.provider.protocol().decoder();
     let mut waited_for_first = true;
     loop {
         let wait = if waited_for_first { cap(first.saturating_sub(started.elapsed())) } else { timeouts.idle };

@@ -1,89 +1,89 @@
-//! What an OpenAI-compatible chat-completions stream means, event by event
-//! (`shared/contracts/openai.md` §4): text deltas to forward at once, tool calls assembled from
+//! The OpenAI chat-completions wire format, which compatible servers share: the request
+//! (`shared/contracts/openai.md` §2) and what its stream means, event by event (§4): text deltas to forward at once, tool calls assembled from
 //! fragments keyed by index and parsed only at the end, the finish reason wherever a server
 //! puts it, the usage chunk with empty `choices`, `[DONE]`, and errors that arrive inside a
 //! 200 stream in any of their shapes. Every field is optional and unknown ones are ignored,
 //! because compatible servers differ.
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::chat::{Chat, ChatRequest, Completion, Decoder, FinishReason, Protocol, StreamError, ToolCall, Turn, Usage};
 use super::sse::SseEvent;
 
-/// Why a completion ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FinishReason {
-    Stop,
-    /// Cut at the token limit: the text is usable, flagged as truncated.
-    Length,
-    ToolCalls,
-    ContentFilter,
-    /// Anything a non-standard server sends (`abort`, `eos`, …).
-    Other(String),
+/// The OpenAI chat-completions wire format (and every compatible server's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenAi;
+
+impl Protocol for OpenAi {
+    fn body(&self, request: &ChatRequest<'_>) -> Value {
+        let mut body = json!({
+            "model": request.model,
+            "messages": messages(request.chat),
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        if let Some((field, n)) = request.max_tokens {
+            body[field] = n.into();
+        }
+        if !request.tools.is_empty() {
+            let tools: Vec<Value> = request
+                .tools
+                .iter()
+                .map(|t| {
+                    json!({"type": "function", "function": {"name": t.name, "description": t.description,
+                        "parameters": t.parameters}})
+                })
+                .collect();
+            body["tools"] = tools.into();
+            body["tool_choice"] = "auto".into();
+        }
+        body
+    }
+
+    fn decoder(&self) -> Box<dyn Decoder> {
+        Box::<StreamDecoder>::default()
+    }
 }
 
-impl FinishReason {
-    fn parse(s: &str) -> FinishReason {
-        match s {
-            "stop" => FinishReason::Stop,
-            "length" => FinishReason::Length,
-            // The legacy functions API is treated like tools.
-            "tool_calls" | "function_call" => FinishReason::ToolCalls,
-            "content_filter" => FinishReason::ContentFilter,
-            other => FinishReason::Other(other.to_string()),
+/// The `messages` array: the system text first, tool calls on assistant messages (content
+/// null when the model said nothing) and one `tool` message per result.
+fn messages(chat: &Chat) -> Vec<Value> {
+    let mut out = vec![json!({"role": "system", "content": chat.system})];
+    for turn in &chat.turns {
+        match turn {
+            Turn::User(text) => out.push(json!({"role": "user", "content": text})),
+            Turn::Assistant { text, calls } if calls.is_empty() => {
+                out.push(json!({"role": "assistant", "content": text}))
+            }
+            Turn::Assistant { text, calls } => {
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "type": "function",
+                            "function": {"name": c.name, "arguments": c.raw_arguments}})
+                    })
+                    .collect();
+                let content = if text.is_empty() { Value::Null } else { text.as_str().into() };
+                out.push(json!({"role": "assistant", "content": content, "tool_calls": calls}));
+            }
+            Turn::ToolResults(results) => out.extend(
+                results.iter().map(|r| json!({"role": "tool", "tool_call_id": r.call_id, "content": r.content})),
+            ),
         }
     }
+    out
 }
 
-/// Token counts of one completion.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct Usage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-}
-
-/// A tool call the model made, complete.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolCall {
-    pub id: String,
-    pub name: String,
-    /// The arguments exactly as streamed (sent back verbatim in the follow-up request).
-    pub raw_arguments: String,
-    /// The arguments parsed, or why they could not be (told to the model, never a crash).
-    pub arguments: Result<Value, String>,
-}
-
-/// The whole completion, once the stream has ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Completion {
-    pub text: String,
-    pub tool_calls: Vec<ToolCall>,
-    pub finish: FinishReason,
-    pub usage: Option<Usage>,
-}
-
-impl Completion {
-    /// Whether the model wants tools run: decided by the calls themselves, since some
-    /// servers finish a tool turn with `stop`.
-    pub fn wants_tools(&self) -> bool {
-        !self.tool_calls.is_empty()
+fn finish_reason(s: &str) -> FinishReason {
+    match s {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        // The legacy functions API is treated like tools.
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_string()),
     }
-}
-
-/// What went wrong with a stream.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StreamError {
-    /// The server reported an error inside the stream.
-    #[error("the model server reported an error: {message}")]
-    Upstream { message: String, kind: Option<String>, code: Option<String> },
-    /// The stream ended before the completion did (retryable if nothing was forwarded).
-    #[error("the model stream ended before the answer was complete")]
-    Truncated,
-    /// A data event that is not a chunk.
-    #[error("the model sent an event that is not a chunk: {0}")]
-    Malformed(String),
 }
 
 /// A data event: a chunk, or one of the error shapes (parsed in one pass).
@@ -192,7 +192,7 @@ impl StreamDecoder {
                         code: None,
                     });
                 }
-                self.finish = Some(FinishReason::parse(&reason));
+                self.finish = Some(finish_reason(&reason));
             }
         }
         Ok((!forwarded.is_empty()).then_some(forwarded))
@@ -249,17 +249,19 @@ impl StreamDecoder {
             .calls
             .into_iter()
             .enumerate()
-            .map(|(i, c)| {
-                // A server that never sent an id still gets a well-formed follow-up request.
-                let id = if c.id.is_empty() { format!("call_{i}") } else { c.id };
-                let raw = if c.arguments.trim().is_empty() { "{}".to_string() } else { c.arguments };
-                let arguments = serde_json::from_str::<Value>(&raw)
-                    .map_err(|e| format!("arguments were not valid JSON ({e})"))
-                    .and_then(|v| if v.is_object() { Ok(v) } else { Err("arguments were not a JSON object".into()) });
-                ToolCall { id, name: c.name, raw_arguments: raw, arguments }
-            })
+            .map(|(i, c)| ToolCall::assembled(i, c.id, c.name, c.arguments))
             .collect();
         Ok(Completion { text: self.text, tool_calls, finish, usage: self.usage })
+    }
+}
+
+impl Decoder for StreamDecoder {
+    fn event(&mut self, event: &SseEvent) -> Result<Option<String>, StreamError> {
+        StreamDecoder::event(self, event)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Completion, StreamError> {
+        StreamDecoder::finish(*self)
     }
 }
 
@@ -309,23 +311,10 @@ fn snippet(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::sse::SseParser;
 
     /// Runs a transcript through the parser and decoder; returns the forwarded deltas.
     fn run(transcript: &str) -> (Vec<String>, Result<Completion, StreamError>) {
-        let mut parser = SseParser::new(1 << 20);
-        let mut decoder = StreamDecoder::default();
-        let mut deltas = Vec::new();
-        let mut events = parser.push(transcript.as_bytes()).unwrap();
-        events.extend(parser.finish());
-        for event in events {
-            match decoder.event(&event) {
-                Ok(Some(d)) => deltas.push(d),
-                Ok(None) => {}
-                Err(e) => return (deltas, Err(e)),
-            }
-        }
-        (deltas, decoder.finish())
+        crate::model::chat::run_transcript(Box::<StreamDecoder>::default(), transcript)
     }
 
     /// The contract's §4.3 transcript, byte for byte.

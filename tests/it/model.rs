@@ -6,12 +6,15 @@
 use std::time::{Duration, Instant};
 
 use aia_chat::clients::UpstreamPolicy;
+use aia_chat::model::chat::{FinishReason, StreamError, Usage};
 use aia_chat::model::client::{ModelError, Timeouts, stream_chat};
-use aia_chat::model::endpoint::chat_endpoint;
-use aia_chat::model::openai::{FinishReason, StreamError, Usage};
+use aia_chat::model::endpoint::{Provider, chat_endpoint};
 use serde_json::json;
 
-use crate::model_fake::{FakeModel, Script, error, error_body, quota, text_pieces, text_stream, tool_stream};
+use crate::model_fake::{
+    FakeModel, Script, anthropic_error, anthropic_overloaded, anthropic_text, anthropic_tool, azure_stream, error,
+    error_body, quota, text_pieces, text_stream, tool_stream,
+};
 
 fn timeouts() -> Timeouts {
     Timeouts {
@@ -27,9 +30,9 @@ async fn ask(
     fake: &FakeModel,
     token: &str,
     t: Timeouts,
-) -> (Vec<(Duration, String)>, Result<aia_chat::model::openai::Completion, ModelError>, Duration) {
+) -> (Vec<(Duration, String)>, Result<aia_chat::model::chat::Completion, ModelError>, Duration) {
     let http = aia_chat::outbound::streaming_client(UpstreamPolicy::default(), t.connect);
-    let endpoint = chat_endpoint(&fake.base(), token).unwrap();
+    let endpoint = chat_endpoint(Provider::OpenAi, &fake.base(), token).unwrap();
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Do you ship to Austria?"}], "stream": true});
     let started = Instant::now();
     let mut deltas = Vec::new();
@@ -280,4 +283,108 @@ async fn a_provider_that_keeps_failing_is_left_alone_for_a_while() {
         assert_eq!((answer["source"].as_str(), answer["entryId"].as_str()), (Some("knowledge"), Some("shipping-time")));
     }
     assert_eq!(fake.seen().len(), 3, "after three failures in a row the model is not called");
+}
+
+/// Streams from the fake as an Anthropic client would.
+async fn ask_anthropic(
+    fake: &FakeModel,
+    t: Timeouts,
+) -> (Vec<String>, Result<aia_chat::model::chat::Completion, ModelError>) {
+    let http = aia_chat::outbound::streaming_client(UpstreamPolicy::default(), t.connect);
+    let endpoint = chat_endpoint(Provider::Anthropic, &fake.base(), "sk-ant-test").unwrap();
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "Hi"}], "stream": true});
+    let mut deltas = Vec::new();
+    let result = stream_chat(&http, &endpoint, &body, &t, |d| deltas.push(d.to_string())).await;
+    (deltas, result)
+}
+
+#[tokio::test]
+async fn anthropic_failures_follow_the_same_rules() {
+    let fake = FakeModel::start(vec![anthropic_error(401)]).await;
+    let (_, result) = ask_anthropic(&fake, timeouts()).await;
+    assert!(
+        matches!(result, Err(ModelError::Unauthorized { status: 401, ref message }) if message == "invalid x-api-key")
+    );
+    let seen = &fake.seen()[0];
+    assert_eq!((seen.path.as_str(), seen.headers["x-api-key"].to_str().unwrap()), ("/v1/messages", "sk-ant-test"));
+    assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+    assert!(!seen.headers.contains_key("authorization"));
+    // Overloaded (529) and rate limited (429, retry-after 1 s) are retried within the budget.
+    let fake = FakeModel::start(vec![anthropic_error(529), anthropic_error(429), anthropic_text(Duration::ZERO)]).await;
+    let started = Instant::now();
+    let (deltas, result) = ask_anthropic(&fake, timeouts()).await;
+    assert_eq!(
+        (deltas.concat(), result.unwrap().usage),
+        ("Yes, we do.".into(), Some(Usage { prompt_tokens: 25, completion_tokens: 4 }))
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1), "retry-after was honoured");
+    assert_eq!(fake.seen().len(), 3);
+    // An error event after text reached the visitor: reported, not retried.
+    let fake = FakeModel::start(vec![anthropic_overloaded(), anthropic_text(Duration::ZERO)]).await;
+    let (deltas, result) = ask_anthropic(&fake, timeouts()).await;
+    assert_eq!(deltas, ["Yes, we"]);
+    assert!(
+        matches!(result, Err(ModelError::Stream(StreamError::Upstream { kind: Some(ref k), .. })) if k == "overloaded_error")
+    );
+    assert_eq!(fake.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn an_anthropic_model_answers_with_tools_over_the_socket() {
+    let fake = FakeModel::start(vec![anthropic_tool(), anthropic_text(Duration::from_millis(20))]).await;
+    let app = crate::support::TestApp::spawn().await;
+    let url = format!("model_url={}", fake.base());
+    app.set_client("demo", &["model_provider=anthropic", &url, "model_token=sk-ant-canary-2b7d"]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    let (deltas, answer) = ask_streamed(&mut ws, "m1", "Do you have red kettles? How long does shipping take?").await;
+    let expected = "Let me search the catalogue.\n\nYes, we do.";
+    assert_eq!(deltas.concat(), expected, "the rounds' texts are kept apart");
+    assert_eq!((answer["text"].as_str(), answer["source"].as_str()), (Some(expected), Some("model")));
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    let first = &seen[0];
+    assert_eq!(first.path, "/v1/messages");
+    assert_eq!(first.headers["x-api-key"], "sk-ant-canary-2b7d");
+    assert_eq!(first.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(first.body["model"], "claude-haiku-4-5", "Anthropic's default model");
+    assert_eq!((first.body["max_tokens"].as_u64(), first.body["stream"].as_bool()), (Some(800), Some(true)));
+    assert!(first.body["system"].as_str().unwrap().contains("Standard delivery takes 2–4 working days"));
+    assert!(!first.body.to_string().contains("sk-ant-canary"));
+    let tools: Vec<&str> =
+        first.body["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["search_products", "handoff_to_human", "create_task"]);
+    assert_eq!(first.body["tools"][0]["input_schema"]["required"], json!(["query"]));
+    assert_eq!(
+        first.body["messages"],
+        json!([{"role": "user", "content": "Do you have red kettles? How long does shipping take?"}])
+    );
+    let messages = seen[1].body["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[1],
+        json!({"role": "assistant", "content": [
+            {"type": "text", "text": "Let me search the catalogue."},
+            {"type": "tool_use", "id": "toolu_01Abc", "name": "search_products", "input": {"query": "red kettle", "max_price": 40}}
+        ]})
+    );
+    assert_eq!(messages[2]["role"], "user");
+    assert_eq!(messages[2]["content"][0]["type"], "tool_result");
+    assert_eq!(messages[2]["content"][0]["tool_use_id"], "toolu_01Abc");
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert!(show.contains("1 answers, 427 prompt + 65 completion tokens"), "{show}");
+}
+
+#[tokio::test]
+async fn azure_deployments_get_their_key_header_and_first_chunk() {
+    let fake = FakeModel::start(vec![azure_stream()]).await;
+    let app = crate::support::TestApp::spawn().await;
+    let url = format!("model_url=http://{}/openai/deployments/gpt4o-shop?api-version=2024-10-21", fake.addr);
+    app.set_client("demo", &[&url, "model_token=az-canary-1c4f"]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    let (deltas, answer) = ask_streamed(&mut ws, "m1", "Do you ship to Austria?").await;
+    assert_eq!((deltas.concat().as_str(), answer["text"].as_str()), ("Yes, we do.", Some("Yes, we do.")));
+    let seen = &fake.seen()[0];
+    assert_eq!(seen.path, "/openai/deployments/gpt4o-shop/chat/completions?api-version=2024-10-21");
+    assert_eq!(seen.headers["api-key"], "az-canary-1c4f");
+    assert!(!seen.headers.contains_key("authorization"));
+    assert_eq!(seen.body["max_completion_tokens"], 800, "Azure takes the new field");
 }

@@ -1,7 +1,8 @@
-//! A fake OpenAI-compatible chat-completions server on loopback that follows
-//! `shared/contracts/openai.md`: it plays scripted answers (SSE transcripts written piece by
-//! piece with a flush and a pause, error statuses with the contract's bodies and headers, a
-//! stream that stalls) and records what it was sent.
+//! A fake model server on loopback that follows `shared/contracts/openai.md`: OpenAI-compatible
+//! chat completions (also under Azure's deployment path) and Anthropic Messages. It plays
+//! scripted answers (SSE transcripts written piece by piece with a flush and a pause, error
+//! statuses with the contract's bodies and headers, a stream that stalls) and records what it
+//! was sent, and where.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::Value;
@@ -63,6 +64,138 @@ pub fn tool_stream() -> Script {
     Script::Stream(pieces)
 }
 
+/// Azure's §8.4 stream: the prompt-filter chunk with empty metadata first, then text with
+/// content-filter results on the choices.
+pub fn azure_stream() -> Script {
+    let events = [
+        r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}}}]}"#,
+        r#"{"choices":[{"content_filter_results":{},"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0}],"created":1767225600,"id":"chatcmpl-Az1","model":"gpt-4o-mini-2024-07-18","object":"chat.completion.chunk","system_fingerprint":"fp_az"}"#,
+        r#"{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}},"delta":{"content":"Yes, we do."},"finish_reason":null,"index":0}],"created":1767225600,"id":"chatcmpl-Az1","model":"gpt-4o-mini-2024-07-18","object":"chat.completion.chunk","system_fingerprint":"fp_az"}"#,
+        r#"{"choices":[{"content_filter_results":{},"delta":{},"finish_reason":"stop","index":0}],"created":1767225600,"id":"chatcmpl-Az1","model":"gpt-4o-mini-2024-07-18","object":"chat.completion.chunk","system_fingerprint":"fp_az","usage":{"completion_tokens":4,"prompt_tokens":25,"total_tokens":29}}"#,
+        "[DONE]",
+    ];
+    Script::Stream(events.iter().map(|e| (Duration::ZERO, format!("data: {e}\n\n").into_bytes())).collect())
+}
+
+/// Anthropic's §9.3 events for a text answer ("Yes, we do."), each event a piece.
+pub fn anthropic_text(pause: Duration) -> Script {
+    let events = [
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"id":"msg_01Txt","type":"message","role":"assistant","model":"claude-haiku-4-5-20251001","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        ),
+        ("ping", r#"{"type":"ping"}"#),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Yes, we"}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" do."}}"#,
+        ),
+        ("content_block_stop", r#"{"type":"content_block_stop","index":0}"#),
+        (
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}"#,
+        ),
+        ("message_stop", r#"{"type":"message_stop"}"#),
+    ];
+    anthropic_events(&events, pause)
+}
+
+/// The contract's §9.3 tool-use transcript, byte for byte: text, then a `search_products`
+/// call whose input arrives in pieces.
+pub fn anthropic_tool() -> Script {
+    let events = [
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"id":"msg_01XyZ","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":402,"output_tokens":1}}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        ),
+        ("ping", r#"{"type":"ping"}"#),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Let me search"}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" the catalogue."}}"#,
+        ),
+        ("content_block_stop", r#"{"type":"content_block_stop","index":0}"#),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01Abc","name":"search_products","input":{}}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"query\": \"red k"}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"ettle\", \"max_price\": 40}"}}"#,
+        ),
+        ("content_block_stop", r#"{"type":"content_block_stop","index":1}"#),
+        (
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":61}}"#,
+        ),
+        ("message_stop", r#"{"type":"message_stop"}"#),
+    ];
+    anthropic_events(&events, Duration::ZERO)
+}
+
+/// A mid-stream `overloaded_error` after some text (§9.3).
+pub fn anthropic_overloaded() -> Script {
+    let events = [
+        (
+            "message_start",
+            r#"{"type":"message_start","message":{"id":"msg_01Err","type":"message","role":"assistant","model":"claude-haiku-4-5-20251001","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        ),
+        (
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        ),
+        (
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Yes, we"}}"#,
+        ),
+        ("error", r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
+    ];
+    anthropic_events(&events, Duration::ZERO)
+}
+
+fn anthropic_events(events: &[(&str, &str)], pause: Duration) -> Script {
+    Script::Stream(
+        events.iter().map(|(name, data)| (pause, format!("event: {name}\ndata: {data}\n\n").into_bytes())).collect(),
+    )
+}
+
+/// Anthropic's §9.4 error answers.
+pub fn anthropic_error(status: u16) -> Script {
+    let (kind, message) = match status {
+        401 => ("authentication_error", "invalid x-api-key"),
+        429 => ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+        529 => ("overloaded_error", "Overloaded"),
+        _ => ("api_error", "Internal server error"),
+    };
+    let body = format!(
+        r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}},"request_id":"req_011CSHoEeqs5C35K2UUqR7Fy"}}"#
+    );
+    let headers = if status == 429 { vec![("retry-after", "1".to_string())] } else { Vec::new() };
+    Script::Status(status, headers, body)
+}
+
 /// The contract's §5.2 error answers.
 pub fn error(status: u16) -> Script {
     Script::Status(status, Vec::new(), error_body(status))
@@ -97,6 +230,8 @@ pub fn quota() -> Script {
 /// What the fake was sent.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// Path and query.
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
 }
@@ -117,7 +252,11 @@ impl FakeModel {
     /// Starts the fake; it plays `scripts` in order, one per request (the last one repeats).
     pub async fn start(scripts: Vec<Script>) -> FakeModel {
         let fake = Arc::new(Fake { scripts: Mutex::new(scripts.into()), ..Default::default() });
-        let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(fake.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(answer))
+            .route("/v1/messages", post(answer))
+            .route("/openai/deployments/{deployment}/chat/completions", post(answer))
+            .with_state(fake.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -135,9 +274,10 @@ impl FakeModel {
     }
 }
 
-async fn answer(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    fake.seen.lock().unwrap().push(Seen { headers, body });
+    let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    fake.seen.lock().unwrap().push(Seen { path, headers, body });
     let script = {
         let mut scripts = fake.scripts.lock().unwrap();
         if scripts.len() > 1 { scripts.pop_front() } else { scripts.front().cloned() }
