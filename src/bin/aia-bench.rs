@@ -215,6 +215,9 @@ struct Pending {
     mode: Mode,
     seq: Option<u64>,
     sched: Instant,
+    /// When it was really sent (the bench's own timer may fire late): time to first token
+    /// is what the visitor waits after sending.
+    sent: Instant,
     /// When the first `delta` of its answer arrived (model answers).
     first_delta: Option<Instant>,
 }
@@ -293,7 +296,8 @@ impl<'a> Conn<'a> {
         if mode == Mode::Measured {
             self.sh.c.outstanding.fetch_add(1, Relaxed);
         }
-        self.pending.push(Pending { k, entry: entry as u32, mode, seq: None, sched, first_delta: None });
+        let sent = Instant::now();
+        self.pending.push(Pending { k, entry: entry as u32, mode, seq: None, sched, sent, first_delta: None });
         let frame = format!(r#"{{"type":"message","id":"q{k}","text":{}}}"#, self.sh.questions[entry]);
         self.send(frame).await
     }
@@ -399,7 +403,7 @@ impl<'a> Conn<'a> {
                 }
                 if self.sh.expect_model {
                     match p.first_delta {
-                        Some(at) => self.ttft.push(at.saturating_duration_since(p.sched).as_secs_f32() * 1000.0),
+                        Some(at) => self.ttft.push(at.saturating_duration_since(p.sent).as_secs_f32() * 1000.0),
                         None => self.sh.count("no_delta"),
                     }
                 }
@@ -934,7 +938,10 @@ async fn serve_model(args: ModelServerArgs) -> Result<()> {
                     let pieces = pieces.clone();
                     async move {
                         let (wait, text) = pieces.get(i)?.clone();
-                        tokio::time::sleep(wait).await;
+                        // A zero sleep still waits for the timer's next tick (up to 1 ms).
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
                         Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(text)), i + 1))
                     }
                 });

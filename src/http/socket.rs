@@ -295,22 +295,40 @@ impl Conn {
             usage: None,
         };
         let state = &self.state;
+        // The answer starts while the message is being stored, so the disk write is not on
+        // the way to the first token; it is stored only once the message is (and dropped if
+        // storing fails: the visitor resends).
+        let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+        let turn = VisitorTurn { session_id: session, text: new.text.clone(), client_msg_id: id.clone() };
+        state.tasks.spawn(answer(
+            state.clone(),
+            self.uid.clone(),
+            turn,
+            Visitor::Storing(stored_rx),
+            self.page.clone(),
+            self.ip,
+        ));
         match state.store.message_insert(&new).await {
             Ok(Inserted::New(stored)) => {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
-                state.tasks.spawn(answer(state.clone(), self.uid.clone(), stored, false, self.page.clone(), self.ip));
+                // Claimed here, before the ack, so a resend can never start a second answer.
+                state.answering.lock().expect("answering lock").insert(stored.seq);
+                let _ = stored_tx.send(stored);
                 Outcome::frame(ack)
             }
             Ok(Inserted::Duplicate(stored)) => {
+                drop(stored_tx);
                 let unanswered = matches!(state.store.reply_to(session, stored.seq).await, Ok(None));
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
                 if unanswered && stored.role == Role::Visitor {
+                    let turn =
+                        VisitorTurn { session_id: session, text: stored.text.clone(), client_msg_id: id.clone() };
                     state.tasks.spawn(answer(
                         state.clone(),
                         self.uid.clone(),
-                        stored,
-                        true,
+                        turn,
+                        Visitor::Resent(stored),
                         self.page.clone(),
                         self.ip,
                     ));
@@ -372,28 +390,81 @@ async fn over_budget(
     Ok(state.usage_meter.session(store, session).await? >= limit("model_session_token_cap"))
 }
 
-/// Answers one stored visitor message, stores the answer, then delivers it to the session.
-/// At most one answer task runs per message; a re-answer (`recheck`, after a resend) first
-/// checks that no answer was stored meanwhile, so an answer is never produced twice.
+/// What an answer needs to know of the visitor's message before it is stored.
+struct VisitorTurn {
+    session_id: i64,
+    text: String,
+    client_msg_id: String,
+}
+
+/// The visitor's message as the answer sees it: being stored (its `seq` comes when the write
+/// commits; nothing comes if it fails), or stored earlier and resent unanswered.
+enum Visitor {
+    Storing(tokio::sync::oneshot::Receiver<Message>),
+    Resent(Message),
+    Gone,
+}
+
+impl Visitor {
+    /// The stored message if it is known by now, without waiting.
+    fn now(&mut self) -> Option<&Message> {
+        if let Visitor::Storing(rx) = self {
+            *self = match rx.try_recv() {
+                Ok(m) => Visitor::Resent(m),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return None,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Visitor::Gone,
+            };
+        }
+        match self {
+            Visitor::Resent(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The stored message once the write has committed; `None` if it failed.
+    async fn stored(&mut self) -> Option<&Message> {
+        if let Visitor::Storing(rx) = self {
+            *self = rx.await.map_or(Visitor::Gone, Visitor::Resent);
+        }
+        match self {
+            Visitor::Resent(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Answers one visitor message, stores the answer once the message itself is stored, then
+/// delivers it to the session. At most one answer runs per message: a new message's seq is
+/// claimed before its ack, and a re-answer (after a resend) first claims the seq and checks
+/// that no answer was stored meanwhile, so an answer is never produced twice.
 async fn answer(
     state: AppState,
     uid: String,
-    visitor: Message,
-    recheck: bool,
+    turn: VisitorTurn,
+    mut visitor: Visitor,
     page: Option<protocol::PageContext>,
     ip: IpAddr,
 ) {
-    if !state.answering.lock().expect("answering lock").insert(visitor.seq) {
-        return;
-    }
-    let result = async {
-        if recheck && state.store.reply_to(visitor.session_id, visitor.seq).await?.is_some() {
-            return Ok(());
+    if let Visitor::Resent(m) = &visitor {
+        let seq = m.seq;
+        if !state.answering.lock().expect("answering lock").insert(seq) {
+            return;
         }
+        match state.store.reply_to(m.session_id, seq).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return release(&state, seq),
+            Err(e) => {
+                tracing::error!(error = %e, session = m.session_id, "answering failed; the visitor may resend");
+                return release(&state, seq);
+            }
+        }
+    }
+    let session = turn.session_id;
+    let result = async {
         let Some(client) = state.registry.get(&uid) else { return Ok(()) };
         let persona =
             Persona { bot_name: client.settings.get("bot_name"), contact_text: client.settings.get("contact_text") };
-        let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &visitor.text);
+        let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &turn.text);
         let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
             None => builtin(),
             Some(Err(why)) => {
@@ -402,13 +473,20 @@ async fn answer(
                 builtin()
             }
             Some(Ok(_)) if !state.model_breakers.allow(&uid, std::time::Instant::now()) => builtin(),
-            Some(Ok(_)) if over_budget(&state, &client, visitor.session_id, ip).await? => builtin(),
+            Some(Ok(_)) if over_budget(&state, &client, session, ip).await? => builtin(),
             Some(Ok(model)) => {
-                let (history, _) = state
-                    .store
-                    .messages_page(visitor.session_id, Some(visitor.seq), prompt::HISTORY_MESSAGES as u32)
-                    .await?;
-                let session = visitor.session_id;
+                // The conversation before this message (which may or may not be stored yet).
+                let (mut history, _) =
+                    state.store.messages_page(session, None, prompt::HISTORY_MESSAGES as u32 + 1).await?;
+                let ours = |m: &Message| m.client_msg_id.as_deref() == Some(turn.client_msg_id.as_str());
+                // Already there: stored just now, or a resend of an earlier message, which
+                // its own task answers; no tokens are spent twice.
+                if history.iter().any(ours) && visitor.stored().await.is_none() {
+                    return Ok(());
+                }
+                history.retain(|m| !ours(m));
+                // Pieces written before the message's seq is known wait for it.
+                let mut held = String::new();
                 let (reply, failure) = assistant::answer_with_model(
                     &state.model_http,
                     &model,
@@ -417,8 +495,16 @@ async fn answer(
                     Confidence::default(),
                     &history,
                     page.as_ref(),
-                    &visitor.text,
-                    |text| state.hub.send_lossy(session, &ServerFrame::Delta { reply_to: visitor.seq, text }.encode()),
+                    &turn.text,
+                    |text| match visitor.now() {
+                        Some(m) => {
+                            let text = if held.is_empty() { text } else { held.push_str(text); held.as_str() };
+                            let frame = ServerFrame::Delta { reply_to: m.seq, text }.encode();
+                            state.hub.send_lossy(session, &frame);
+                            held.clear();
+                        }
+                        None => held.push_str(text),
+                    },
                 )
                 .await;
                 match failure {
@@ -432,15 +518,17 @@ async fn answer(
                 reply
             }
         };
+        let Some(stored) = visitor.stored().await else { return Ok(()) };
+        let seq = stored.seq;
         let created_at = now_ms();
-        let stored = state
+        let stored_answer = state
             .store
             .message_insert(&NewMessage {
-                session_id: visitor.session_id,
+                session_id: session,
                 role: Role::Assistant,
                 text: reply.text,
                 client_msg_id: None,
-                reply_to: Some(visitor.seq),
+                reply_to: Some(seq),
                 source: Some(reply.source.as_str().to_string()),
                 entry_id: reply.entry_id,
                 created_at,
@@ -449,17 +537,24 @@ async fn answer(
             .await?;
         if let Some(u) = reply.usage {
             let day = crate::store::utc_day(created_at);
-            state.usage_meter.add(client.row.id, day, visitor.session_id, u.total());
+            state.usage_meter.add(client.row.id, day, session, u.total());
             state.usage_meter.add_ip(ip, day, u.total());
         }
-        if let Inserted::New(m) = stored {
-            state.hub.send(visitor.session_id, &ServerFrame::Message { message: (&m).into() }.encode());
+        if let Inserted::New(m) = stored_answer {
+            state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
         }
         Ok::<(), crate::store::StoreError>(())
     }
     .await;
     if let Err(e) = result {
-        tracing::error!(error = %e, session = visitor.session_id, "answering failed; the visitor may resend");
+        tracing::error!(error = %e, session, "answering failed; the visitor may resend");
     }
-    state.answering.lock().expect("answering lock").remove(&visitor.seq);
+    if let Some(m) = visitor.stored().await {
+        release(&state, m.seq);
+    }
+}
+
+/// Lets a message be answered again (after a resend) once its answer task is over.
+fn release(state: &AppState, seq: i64) {
+    state.answering.lock().expect("answering lock").remove(&seq);
 }

@@ -388,3 +388,19 @@ async fn azure_deployments_get_their_key_header_and_first_chunk() {
     assert!(!seen.headers.contains_key("authorization"));
     assert_eq!(seen.body["max_completion_tokens"], 800, "Azure takes the new field");
 }
+
+#[tokio::test]
+async fn a_resent_message_never_costs_a_second_model_answer() {
+    let fake = FakeModel::start(vec![text_stream(Duration::from_millis(10))]).await;
+    let app = crate::support::TestApp::spawn().await;
+    app.set_client("demo", &[&format!("model_url={}", fake.base())]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    let (_, answer) = ask_streamed(&mut ws, "same", "How long does shipping take?").await;
+    assert_eq!(answer["source"], "model");
+    ws.send(json!({"type": "message", "id": "same", "text": "How long does shipping take?"})).await;
+    assert_eq!(ws.next_of("ack").await["duplicate"], true);
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.next().await.unwrap()["type"], "pong", "no second answer");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.seen().len(), 1, "the model was asked once");
+}
