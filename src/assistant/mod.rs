@@ -144,8 +144,8 @@ pub async fn answer_with_model(
     question: &str,
     on_delta: impl FnMut(&str) + Send,
 ) -> (Reply, Option<ModelError>) {
-    let hits = knowledge.search(question, MODEL_ENTRIES);
-    let entries = hits.iter().filter_map(|h| knowledge.entries().get(h.entry)).collect();
+    let hits = knowledge.candidates(question, MODEL_ENTRIES);
+    let entries = hits.iter().filter_map(|&i| knowledge.entries().get(i)).collect();
     let input = prompt::PromptInput {
         bot_name: persona.bot_name,
         contact_text: persona.contact_text,

@@ -909,6 +909,47 @@ fn retrieve(args: RetrieveArgs) -> Result<Value> {
     }))
 }
 
+/// Wakes waiters at exact instants. Tokio's timer has millisecond ticks and fires up to a
+/// couple of milliseconds late, which would count as our server's overhead in the first-token
+/// figure; this thread sleeps to the exact deadline (futex precision, tens of microseconds).
+#[derive(Clone)]
+struct PreciseTimer(std::sync::mpsc::Sender<(std::time::Instant, tokio::sync::oneshot::Sender<()>)>);
+
+impl PreciseTimer {
+    fn start() -> PreciseTimer {
+        let (tx, rx) = std::sync::mpsc::channel::<(std::time::Instant, tokio::sync::oneshot::Sender<()>)>();
+        std::thread::spawn(move || {
+            let mut due: Vec<(std::time::Instant, tokio::sync::oneshot::Sender<()>)> = Vec::new();
+            loop {
+                let now = std::time::Instant::now();
+                let (ready, later): (Vec<_>, Vec<_>) = due.drain(..).partition(|(at, _)| *at <= now);
+                due = later;
+                for (_, waiter) in ready {
+                    let _ = waiter.send(());
+                }
+                let next = due.iter().map(|(at, _)| *at).min();
+                let got = match next {
+                    Some(at) => rx.recv_timeout(at.saturating_duration_since(now)),
+                    None => rx.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(entry) => due.push(entry),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        });
+        PreciseTimer(tx)
+    }
+
+    async fn sleep_until(&self, at: std::time::Instant) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.0.send((at, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
 async fn serve_model(args: ModelServerArgs) -> Result<()> {
     use axum::routing::post;
     let (delay, gap) = (Duration::from_millis(args.delay_ms), Duration::from_millis(args.gap_ms));
@@ -929,17 +970,24 @@ async fn serve_model(args: ModelServerArgs) -> Result<()> {
         "model": "bench", "choices": [], "usage": {"prompt_tokens": 300, "completion_tokens": 14, "total_tokens": 314}});
     pieces.push((Duration::ZERO, format!("data: {usage}\n\ndata: [DONE]\n\n")));
     let pieces = Arc::new(pieces);
+    let timer = PreciseTimer::start();
     let app = axum::Router::new().route(
         "/v1/chat/completions",
         post(move || {
             let pieces = pieces.clone();
+            let timer = timer.clone();
+            // D counts from the request's arrival, exactly.
+            let arrived = std::time::Instant::now();
             async move {
                 let stream = futures_util::stream::unfold(0usize, move |i| {
                     let pieces = pieces.clone();
+                    let timer = timer.clone();
                     async move {
                         let (wait, text) = pieces.get(i)?.clone();
-                        // A zero sleep still waits for the timer's next tick (up to 1 ms).
-                        if !wait.is_zero() {
+                        if i == 0 {
+                            timer.sleep_until(arrived + wait).await;
+                        } else if !wait.is_zero() {
+                            // A zero sleep would still wait for the timer's next tick.
                             tokio::time::sleep(wait).await;
                         }
                         Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(text)), i + 1))

@@ -107,7 +107,20 @@ pub struct KnowledgeIndex {
     analyzer: TextAnalyzer,
     content_analyzer: TextAnalyzer,
     word_analyzer: TextAnalyzer,
+    /// Term sets of recently answered entries, for the confidence: visitors ask the same few
+    /// questions, and analysing an entry (stemming all its words) was 40 % of a search.
+    /// Bounded, because a set per entry of a large knowledge base costs too much memory.
+    recent_terms: std::sync::Mutex<HashMap<usize, std::sync::Arc<HashSet<String>>>>,
+    /// Recent typo corrections (or their absence): building the edit-distance automata for
+    /// an unknown word is a tenth of a search, and visitors repeat their words.
+    recent_corrections: std::sync::Mutex<HashMap<String, Option<String>>>,
 }
+
+/// Entries whose term sets [`KnowledgeIndex`] keeps at most (about 1 KiB each).
+const RECENT_TERMS: usize = 1024;
+
+/// Typo corrections [`KnowledgeIndex`] remembers at most.
+const RECENT_CORRECTIONS: usize = 4096;
 
 /// One kind of document and its index.
 struct Part {
@@ -479,7 +492,16 @@ impl KnowledgeIndex {
                 parts.push(Part::build(kind, docs, part_analyzer)?);
             }
         }
-        Ok(KnowledgeIndex { entries, doc_freq, parts, analyzer, content_analyzer, word_analyzer })
+        Ok(KnowledgeIndex {
+            entries,
+            doc_freq,
+            parts,
+            analyzer,
+            content_analyzer,
+            word_analyzer,
+            recent_terms: Default::default(),
+            recent_corrections: Default::default(),
+        })
     }
 
     /// The indexed entries.
@@ -516,19 +538,30 @@ impl KnowledgeIndex {
     }
 
     fn confidence(&self, query: &Analysed, entry: usize, score: f32) -> f32 {
-        let Some(entry) = self.entries.get(entry) else { return 0.0 };
         if score <= 0.0 {
             return 0.0;
         }
-        // Analysed again here rather than kept per entry: one entry per answer costs
-        // microseconds, a term set per entry costs ~1 KiB each in memory.
-        let known = entry_terms(&mut self.analyzer.clone(), entry);
+        let Some(known) = self.terms_of(entry) else { return 0.0 };
         let covered: f32 =
             query.content.iter().filter(|(t, _)| known.contains(t)).map(|(t, credit)| credit * self.idf(t)).sum();
         let total: f32 = query.content.iter().map(|(t, _)| self.idf(t)).sum();
         let coverage = if total > 0.0 { covered / total } else { 0.0 };
         let z = CONFIDENCE_COVERAGE * coverage + CONFIDENCE_SCORE * score.ln_1p() + CONFIDENCE_BIAS;
         1.0 / (1.0 + (-z).exp())
+    }
+
+    /// The distinct ranking terms of entry `i`, from the recent ones when there.
+    fn terms_of(&self, i: usize) -> Option<std::sync::Arc<HashSet<String>>> {
+        if let Some(known) = self.recent_terms.lock().expect("terms lock").get(&i) {
+            return Some(known.clone());
+        }
+        let known = std::sync::Arc::new(entry_terms(&mut self.analyzer.clone(), self.entries.get(i)?));
+        let mut recent = self.recent_terms.lock().expect("terms lock");
+        if recent.len() >= RECENT_TERMS {
+            recent.clear();
+        }
+        recent.insert(i, known.clone());
+        Some(known)
     }
 
     /// The known term a word unknown to the knowledge was most likely meant to be: the most
@@ -539,8 +572,11 @@ impl KnowledgeIndex {
         if len < 4 || term.chars().any(|c| c.is_numeric()) {
             return None;
         }
+        if let Some(known) = self.recent_corrections.lock().expect("corrections lock").get(term) {
+            return known.clone();
+        }
         let max = if len >= 8 { 2 } else { 1 };
-        (1..=max).find_map(|distance| {
+        let found = (1..=max).find_map(|distance| {
             self.parts
                 .iter()
                 .filter(|p| matches!(p.kind, Kind::Phrasings | Kind::Answer))
@@ -548,7 +584,13 @@ impl KnowledgeIndex {
                 .map(|t| (self.doc_freq.get(&t).copied().unwrap_or(0), t))
                 .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
                 .map(|(_, t)| t)
-        })
+        });
+        let mut recent = self.recent_corrections.lock().expect("corrections lock");
+        if recent.len() >= RECENT_CORRECTIONS {
+            recent.clear();
+        }
+        recent.insert(term.to_string(), found.clone());
+        found
     }
 
     fn analyse(&self, query: &str) -> Analysed {
@@ -586,15 +628,26 @@ impl KnowledgeIndex {
     /// The best `limit` entries for `query`, best first.
     pub fn search(&self, query: &str, limit: usize) -> Vec<Hit> {
         let query = self.analyse(query);
+        self.ranked(&query, limit)
+            .into_iter()
+            .map(|(entry, score)| Hit { entry, score, confidence: self.confidence(&query, entry, score) })
+            .collect()
+    }
+
+    /// The best `limit` entries for `query`, best first, without their confidence: what a
+    /// model is given to answer from (it judges relevance itself), a quarter cheaper.
+    pub fn candidates(&self, query: &str, limit: usize) -> Vec<usize> {
+        self.ranked(&self.analyse(query), limit).into_iter().map(|(entry, _)| entry).collect()
+    }
+
+    fn ranked(&self, query: &Analysed, limit: usize) -> Vec<(usize, f32)> {
         if query.rank.is_empty() {
             return Vec::new();
         }
-        let mut hits: Vec<(usize, f32)> = self.entry_scores(&query, Some((limit * 20).max(200))).into_iter().collect();
+        let mut hits: Vec<(usize, f32)> = self.entry_scores(query, Some((limit * 20).max(200))).into_iter().collect();
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         hits.truncate(limit);
-        hits.into_iter()
-            .map(|(entry, score)| Hit { entry, score, confidence: self.confidence(&query, entry, score) })
-            .collect()
+        hits
     }
 
     /// A score for every entry (0 where nothing matched) and the confidence of the best one:
