@@ -160,12 +160,15 @@ pub async fn answer_with_model(
     let mut on_delta = on_delta;
     let mut text = String::new();
     let mut usage = TokenUsage::default();
-    for round in 0..=TOOL_ROUNDS {
+    let mut tools_accepted = true;
+    let mut round = 0;
+    while round <= TOOL_ROUNDS {
         // The last round offers no tools, so the model has to answer.
+        let offer = tools_accepted && round < TOOL_ROUNDS;
         let request = ChatRequest {
             model: &model.model,
             chat: &chat,
-            tools: if round < TOOL_ROUNDS { &offered } else { &[] },
+            tools: if offer { &offered } else { &[] },
             max_tokens: model.max_tokens,
         };
         let body = protocol.body(&request);
@@ -180,8 +183,15 @@ pub async fn answer_with_model(
         };
         let completion = match stream_chat(http, &model.endpoint, &body, &model.timeouts, forward).await {
             Ok(c) => c,
+            // A server or model without tool support (vLLM without a tool parser, many
+            // Ollama models) refuses the request: ask again without tools.
+            Err(e) if offer && e.refuses_tools() => {
+                tools_accepted = false;
+                continue;
+            }
             Err(e) => return (answer(knowledge, persona, confidence, question), Some(e)),
         };
+        round += 1;
         if !text.is_empty() && !completion.text.is_empty() {
             text.push_str("\n\n");
         }

@@ -473,11 +473,17 @@ async fn answer(
                 builtin()
             }
             Some(Ok(_)) if !state.model_breakers.allow(&uid, std::time::Instant::now()) => builtin(),
-            Some(Ok(_)) if over_budget(&state, &client, session, ip).await? => builtin(),
-            Some(Ok(model)) => {
-                // The conversation before this message (which may or may not be stored yet).
-                let (mut history, _) =
-                    state.store.messages_page(session, None, prompt::HISTORY_MESSAGES as u32 + 1).await?;
+            Some(Ok(model)) => 'model: {
+                // The budgets and the conversation before this message (which may or may not
+                // be stored yet) are read together: both are on the way to the first token.
+                let (over, earlier) = tokio::join!(
+                    over_budget(&state, &client, session, ip),
+                    state.store.messages_page(session, None, prompt::HISTORY_MESSAGES as u32 + 1)
+                );
+                if over? {
+                    break 'model builtin();
+                }
+                let (mut history, _) = earlier?;
                 let ours = |m: &Message| m.client_msg_id.as_deref() == Some(turn.client_msg_id.as_str());
                 // Already there: stored just now, or a resend of an earlier message, which
                 // its own task answers; no tokens are spent twice.

@@ -94,6 +94,13 @@ impl ModelError {
         }
     }
 
+    /// Whether the server refused the request because of its tools: vLLM without a tool
+    /// parser ("\"auto\" tool choice requires --enable-auto-tool-choice …"), Ollama models
+    /// without tool support ("… does not support tools").
+    pub fn refuses_tools(&self) -> bool {
+        matches!(self, ModelError::Http { status: 400 | 422, message, .. } if message.to_ascii_lowercase().contains("tool"))
+    }
+
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ModelError::RateLimited { retry_after, .. } | ModelError::Http { retry_after, .. } => *retry_after,

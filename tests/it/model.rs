@@ -404,3 +404,94 @@ async fn a_resent_message_never_costs_a_second_model_answer() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(fake.seen().len(), 1, "the model was asked once");
 }
+
+/// The real-model server's script and its built cache, if this machine has them
+/// (`shared/tools/real-model`, STACK.md): `AIA_REAL_MODEL` names the script, else the
+/// project's sibling `shared` folder is looked in.
+fn real_model() -> Option<std::path::PathBuf> {
+    let script = std::env::var_os("AIA_REAL_MODEL").map(std::path::PathBuf::from).or_else(|| {
+        [concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/tools/real-model"), "/work/shared/tools/real-model"]
+            .iter()
+            .map(std::path::PathBuf::from)
+            .find(|p| p.exists())
+    })?;
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cache = std::env::var("AIA_REAL_MODEL_CACHE").unwrap_or_else(|_| {
+        let base = std::env::var("XDG_CACHE_HOME").unwrap_or(format!("{home}/.cache"));
+        format!("{base}/aia-real-model")
+    });
+    let built = std::path::Path::new(&cache).join("venv/bin/python").exists()
+        && std::path::Path::new(&cache).join("model.gguf").exists();
+    built.then_some(script)
+}
+
+/// End to end against a real OpenAI-compatible server nobody here wrote (llama.cpp's, with a
+/// tiny instruct model): its own streaming, timing and tool handling. Runs when the server
+/// has been built on this machine (`shared/tools/real-model` once, about 5 minutes); says so
+/// when it is skipped.
+#[tokio::test]
+async fn a_real_model_server_answers_end_to_end() {
+    let Some(script) = real_model() else {
+        eprintln!("skipped: the real-model server is not built here (run shared/tools/real-model once)");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    /// Stops the server however the test ends (the script `exec`s it, so the pid is its).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let started = Instant::now();
+    loop {
+        let ready = crate::support::http().get(format!("{base}/models")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the real-model server did not start");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let app = crate::support::TestApp::spawn().await;
+    let url = format!("model_url={base}");
+    app.set_client("demo", &[&url, "model_type=smollm2", "model_max_tokens=40", "model_first_token_timeout=60"]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    let (deltas, answer) = ask_streamed(&mut ws, "m1", "How long does shipping take?").await;
+    let show = String::from_utf8_lossy(&app.cli(&["client", "show", "demo"]).stdout).into_owned();
+    assert_eq!(answer["source"], "model", "{answer} {show}");
+    let text = answer["text"].as_str().unwrap();
+    assert!(!text.is_empty() && !deltas.is_empty(), "{deltas:?}");
+    assert_eq!(deltas.concat().trim(), text, "the pieces make the stored answer");
+    assert!(show.contains("model use today      1 answers"), "usage is counted: {show}");
+}
+
+#[tokio::test]
+async fn a_server_without_tool_support_is_asked_again_without_tools() {
+    // vLLM started without a tool parser (contract §8.2).
+    let refused = Script::Status(
+        400,
+        Vec::new(),
+        r#"{"error":{"message":"\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set","type":"BadRequestError","param":null,"code":400}}"#.into(),
+    );
+    let fake = FakeModel::start(vec![refused, text_stream(Duration::ZERO)]).await;
+    let app = crate::support::TestApp::spawn().await;
+    app.set_client("demo", &[&format!("model_url={}", fake.base())]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    let (_, answer) = ask_streamed(&mut ws, "m1", "How long does shipping take?").await;
+    assert_eq!((answer["text"].as_str(), answer["source"].as_str()), (Some("Yes, we do."), Some("model")));
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].body.get("tools").is_some());
+    assert!(seen[1].body.get("tools").is_none() && seen[1].body.get("tool_choice").is_none());
+}
