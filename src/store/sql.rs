@@ -115,8 +115,16 @@ impl SqliteStore {
             .await?;
         let checkpointer = tokio_util::sync::CancellationToken::new();
         spawn_checkpointer(checkpoints, checkpointer.clone());
+        // Messages have a connection of their own that never waits inside SQLite (see
+        // `insert_batch`): setting the timeout around every batch instead cost two extra
+        // round trips to SQLite's worker thread per batch.
+        let messages = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .connect_with(options.clone().create_if_missing(false).busy_timeout(Duration::ZERO))
+            .await?;
         let (inserts, jobs) = mpsc::channel(1024);
-        tokio::spawn(group_commit(pool.clone(), jobs));
+        tokio::spawn(group_commit(messages, jobs));
         Ok(Self { pool, reader, inserts, _checkpointer: checkpointer.drop_guard() })
     }
 
@@ -164,21 +172,14 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
 async fn insert_batch(pool: &SqlitePool, jobs: &[InsertJob]) -> Result<Vec<Inserted>, sqlx::Error> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut conn = pool.acquire().await?;
-    sqlx::query("PRAGMA busy_timeout = 0").execute(&mut *conn).await?;
-    let result = loop {
+    loop {
         match try_insert_batch(&mut conn, jobs).await {
             Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(1)).await
             }
             other => break other,
         }
-    };
-    // The batch's outcome stands even if this fails: reporting a committed batch as failed
-    // would make the caller write it again.
-    if let Err(e) = sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await {
-        tracing::warn!(error = %e, "restoring the writer's busy timeout failed");
     }
-    result
 }
 
 async fn try_insert_batch(
