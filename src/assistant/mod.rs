@@ -168,7 +168,7 @@ pub async fn answer_with_model(
         let request = ChatRequest {
             model: &model.model,
             chat: &chat,
-            tools: if offer { &offered } else { &[] },
+            tools: if offer { offered } else { &[] },
             max_tokens: model.max_tokens,
         };
         let body = protocol.body(&request);

@@ -7,8 +7,13 @@ use serde_json::json;
 
 use crate::model::chat::{ToolCall, ToolSpec};
 
-/// The tools every model is offered.
-pub fn declarations() -> Vec<ToolSpec> {
+/// The tools every model is offered (built once: they are sent with every answer).
+pub fn declarations() -> &'static [ToolSpec] {
+    static TOOLS: std::sync::LazyLock<Vec<ToolSpec>> = std::sync::LazyLock::new(build);
+    &TOOLS
+}
+
+fn build() -> Vec<ToolSpec> {
     vec![
         ToolSpec {
             name: "search_products",

@@ -299,15 +299,7 @@ impl Conn {
         // the way to the first token; it is stored only once the message is (and dropped if
         // storing fails: the visitor resends).
         let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
-        let turn = VisitorTurn { session_id: session, text: new.text.clone(), client_msg_id: id.clone() };
-        state.tasks.spawn(answer(
-            state.clone(),
-            self.uid.clone(),
-            turn,
-            Visitor::Storing(stored_rx),
-            self.page.clone(),
-            self.ip,
-        ));
+        self.spawn_answer(session, &new.text, &id, Visitor::Storing(stored_rx));
         match state.store.message_insert(&new).await {
             Ok(Inserted::New(stored)) => {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
@@ -322,21 +314,20 @@ impl Conn {
                 let unanswered = matches!(state.store.reply_to(session, stored.seq).await, Ok(None));
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
                 if unanswered && stored.role == Role::Visitor {
-                    let turn =
-                        VisitorTurn { session_id: session, text: stored.text.clone(), client_msg_id: id.clone() };
-                    state.tasks.spawn(answer(
-                        state.clone(),
-                        self.uid.clone(),
-                        turn,
-                        Visitor::Resent(stored),
-                        self.page.clone(),
-                        self.ip,
-                    ));
+                    let text = stored.text.clone();
+                    self.spawn_answer(session, &text, &id, Visitor::Resent(stored));
                 }
                 Outcome::frame(ack)
             }
             Err(e) => internal(&e, Some(&id)),
         }
+    }
+
+    /// Starts the tracked task that answers the visitor's message `id`.
+    fn spawn_answer(&self, session: i64, text: &str, id: &str, visitor: Visitor) {
+        let turn = VisitorTurn { session_id: session, text: text.to_string(), client_msg_id: id.to_string() };
+        let state = self.state.clone();
+        self.state.tasks.spawn(answer(state, self.uid.clone(), turn, visitor, self.page.clone(), self.ip));
     }
 
     async fn history(&mut self, before: i64, limit: Option<u32>) -> Outcome {
