@@ -127,6 +127,7 @@ mod tests {
             source: None,
             entry_id: None,
             created_at: 0,
+            feedback: None,
         }
     }
 

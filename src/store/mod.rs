@@ -139,6 +139,10 @@ pub struct SessionRow {
     pub client_id: i64,
     pub conversation_id: String,
     pub created_at: i64,
+    /// The name the host page gave (`identify`); UNVERIFIED, label it wherever it is shown.
+    pub visitor_name: Option<String>,
+    /// The email the host page gave (`identify`); UNVERIFIED, and never logged.
+    pub visitor_email: Option<String>,
 }
 
 /// Who wrote a message.
@@ -172,6 +176,33 @@ impl Role {
     }
 }
 
+/// The visitor's rating of an answer, kept on the message so every tab and a later visit
+/// show it (and, later, so the shop owner sees which answers miss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Feedback {
+    Up,
+    Down,
+}
+
+impl Feedback {
+    /// The stable text stored in the database and sent in frames.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feedback::Up => "up",
+            Feedback::Down => "down",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Feedback> {
+        match s {
+            "up" => Some(Feedback::Up),
+            "down" => Some(Feedback::Down),
+            _ => None,
+        }
+    }
+}
+
 /// A stored message of a conversation; `seq` orders and pages the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -184,6 +215,8 @@ pub struct Message {
     pub source: Option<String>,
     pub entry_id: Option<String>,
     pub created_at: i64,
+    /// The visitor's rating, on assistant and operator messages only.
+    pub feedback: Option<Feedback>,
 }
 
 /// A message to store (the store assigns `seq`).
@@ -299,6 +332,13 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<(Vec<Message>, bool)>;
+    /// Sets the visitor's rating of the assistant or operator message `seq` of this session
+    /// (`None` clears it); false when the session has no such message, so a visitor can only
+    /// rate answers they were given.
+    async fn message_feedback(&self, session_id: i64, seq: i64, feedback: Option<Feedback>) -> StoreResult<bool>;
+    /// Records who the host page says the session's visitor is (UNVERIFIED); `None` keeps what
+    /// was stored, so the page may send the name and the address separately.
+    async fn session_identify(&self, session_id: i64, name: Option<&str>, email: Option<&str>) -> StoreResult<()>;
     /// The first stored answer to the message `seq`, if any.
     async fn reply_to(&self, session_id: i64, seq: i64) -> StoreResult<Option<Message>>;
     /// A client's model use on a UTC day (see [`utc_day`]).

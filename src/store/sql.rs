@@ -53,6 +53,11 @@ macro_rules! migrations {
             (4, "training status", include_str!(concat!("../../migrations/", $dialect, "/0004_training_status.sql"))),
             (5, "model usage", include_str!(concat!("../../migrations/", $dialect, "/0005_model_usage.sql"))),
             (6, "model status", include_str!(concat!("../../migrations/", $dialect, "/0006_model_status.sql"))),
+            (
+                7,
+                "feedback and identity",
+                include_str!(concat!("../../migrations/", $dialect, "/0007_feedback_identity.sql")),
+            ),
         ]
     };
 }
@@ -254,7 +259,7 @@ impl PostgresStore {
 
 macro_rules! message_columns {
     () => {
-        "seq, session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at"
+        "seq, session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, feedback"
     };
 }
 
@@ -343,6 +348,7 @@ where
         source: row.try_get(6)?,
         entry_id: row.try_get(7)?,
         created_at: row.try_get(8)?,
+        feedback: row.try_get::<Option<String>, _>(9)?.as_deref().and_then(Feedback::parse),
     })
 }
 
@@ -362,18 +368,28 @@ where
     })
 }
 
+/// The columns [`session_from`] reads, in order.
+macro_rules! session_columns {
+    () => {
+        "id, client_id, conversation_id, created_at, visitor_name, visitor_email"
+    };
+}
+
 fn session_from<R>(row: &R) -> Result<SessionRow, sqlx::Error>
 where
     R: Row,
     usize: sqlx::ColumnIndex<R>,
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database>,
 {
     Ok(SessionRow {
         id: row.try_get(0)?,
         client_id: row.try_get(1)?,
         conversation_id: row.try_get(2)?,
         created_at: row.try_get(3)?,
+        visitor_name: row.try_get(4)?,
+        visitor_email: row.try_get(5)?,
     })
 }
 
@@ -681,10 +697,11 @@ macro_rules! sql_store {
                 conversation_id: &str,
                 now: i64,
             ) -> StoreResult<SessionRow> {
-                let row = sqlx::query(
-                    "INSERT INTO sessions (client_id, token_hash, conversation_id, created_at) \
-                     VALUES ($1, $2, $3, $4) RETURNING id, client_id, conversation_id, created_at",
-                )
+                let row = sqlx::query(concat!(
+                    "INSERT INTO sessions (client_id, token_hash, conversation_id, created_at) ",
+                    "VALUES ($1, $2, $3, $4) RETURNING ",
+                    session_columns!()
+                ))
                 .bind(client_id)
                 .bind(token_hash)
                 .bind(conversation_id)
@@ -695,10 +712,11 @@ macro_rules! sql_store {
             }
 
             async fn session_find(&self, client_id: i64, token_hash: &str) -> StoreResult<Option<SessionRow>> {
-                let row = sqlx::query(
-                    "SELECT id, client_id, conversation_id, created_at FROM sessions \
-                     WHERE token_hash = $1 AND client_id = $2",
-                )
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    " FROM sessions WHERE token_hash = $1 AND client_id = $2"
+                ))
                 .bind(token_hash)
                 .bind(client_id)
                 .fetch_optional(&self.reader)
@@ -726,6 +744,42 @@ macro_rules! sql_store {
                 let mut page = rows.iter().take(limit as usize).map(message_from).collect::<Result<Vec<_>, _>>()?;
                 page.reverse();
                 Ok((page, more))
+            }
+
+            async fn message_feedback(
+                &self,
+                session_id: i64,
+                seq: i64,
+                feedback: Option<Feedback>,
+            ) -> StoreResult<bool> {
+                let updated = sqlx::query(
+                    "UPDATE messages SET feedback = $3 \
+                     WHERE session_id = $1 AND seq = $2 AND role IN ('assistant', 'operator')",
+                )
+                .bind(session_id)
+                .bind(seq)
+                .bind(feedback.map(Feedback::as_str))
+                .execute(&self.pool)
+                .await?;
+                Ok(updated.rows_affected() == 1)
+            }
+
+            async fn session_identify(
+                &self,
+                session_id: i64,
+                name: Option<&str>,
+                email: Option<&str>,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE sessions SET visitor_name = COALESCE($2, visitor_name), \
+                     visitor_email = COALESCE($3, visitor_email) WHERE id = $1",
+                )
+                .bind(session_id)
+                .bind(name)
+                .bind(email)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
             }
 
             async fn reply_to(&self, session_id: i64, seq: i64) -> StoreResult<Option<Message>> {
