@@ -2,7 +2,8 @@
 //! socket limit before upgrading; then one task per socket reads frames, answers this socket
 //! directly (welcome, ack, errors) and relays session events from the hub. A visitor message
 //! is stored before it is acknowledged, and answered by a tracked task so shutdown can let
-//! the write finish.
+//! the write finish. Ratings (`feedback`) and the visitor's identity (`identify`) are stored
+//! too; `typing` from the visitor is only checked until a human operator can receive it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,10 +24,10 @@ use crate::realtime::hub::{Membership, Outbox, SOCKET_QUEUE};
 use crate::realtime::limits::SocketPermit;
 use crate::realtime::protocol::{
     self, BotView, ClientFrame, ErrorCode, HISTORY_PAGE, MAX_FRAME, MAX_TEXT_FRAME, MessageView, ServerFrame,
-    error_frame,
+    TypingRole, error_frame,
 };
 use crate::registry::ClientRuntime;
-use crate::store::{Inserted, Message, NewMessage, Role};
+use crate::store::{Feedback, Inserted, Message, NewMessage, Role};
 
 /// How long a socket may stay open without saying hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,7 +85,8 @@ struct Conn {
     ip: IpAddr,
     session: Option<Joined>,
     outbox: Option<Outbox>,
-    /// The page the widget reported in `hello`, for the model's prompt.
+    /// The page the widget reported in `hello` or, later, with a `message`, for the model's
+    /// prompt.
     page: Option<protocol::PageContext>,
 }
 
@@ -208,9 +210,17 @@ impl Conn {
                 self.page = page.map(|p| p.context());
                 self.hello(v, session).await
             }
-            ClientFrame::Message { id, text } => self.message(id, text).await,
+            ClientFrame::Message { id, text, page } => self.message(id, text, page).await,
             ClientFrame::History { before, limit } => self.history(before, limit).await,
+            ClientFrame::Feedback { seq, value } => self.feedback(seq, value).await,
+            ClientFrame::Typing { on } => self.typing(on),
+            ClientFrame::Identify { name, email } => self.identify(name, email).await,
         }
+    }
+
+    /// The session this socket said hello to, if it has.
+    fn joined(&self) -> Option<i64> {
+        self.session.as_ref().map(|s| s.id)
     }
 
     async fn hello(&mut self, v: u32, token: Option<String>) -> Outcome {
@@ -269,10 +279,14 @@ impl Conn {
         )
     }
 
-    async fn message(&mut self, id: String, text: String) -> Outcome {
-        let Some(session) = self.session.as_ref().map(|s| s.id) else {
+    async fn message(&mut self, id: String, text: String, page: Option<protocol::PageInfo>) -> Outcome {
+        let Some(session) = self.joined() else {
             return Outcome::error(ErrorCode::HelloRequired, None);
         };
+        // A single-page shop changes pages without reconnecting: the latest page wins.
+        if let Some(page) = page {
+            self.page = Some(page.context());
+        }
         if !protocol::valid_client_id(&id) {
             return Outcome::error(ErrorCode::InvalidId, None);
         }
@@ -304,6 +318,10 @@ impl Conn {
             Ok(Inserted::New(stored)) => {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
+                // The answer task is already working but learns the seq only below; announcing
+                // it here, before it can send anything, keeps the indicator ahead of every
+                // `delta` and the answer without waiting for the disk write in the task.
+                typing_on(state, session, stored.seq);
                 // Claimed here, before the ack, so a resend can never start a second answer.
                 state.answering.lock().expect("answering lock").insert(stored.seq);
                 let _ = stored_tx.send(stored);
@@ -330,8 +348,53 @@ impl Conn {
         self.state.tasks.spawn(answer(state, self.uid.clone(), turn, visitor, self.page.clone(), self.ip));
     }
 
+    /// Stores (or clears) the visitor's rating of an answer and tells every tab.
+    async fn feedback(&mut self, seq: i64, value: Option<Feedback>) -> Outcome {
+        let Some(session) = self.joined() else {
+            return Outcome::error(ErrorCode::HelloRequired, None);
+        };
+        if !self.state.limits.write(session) {
+            return Outcome::error(ErrorCode::RateLimited, None);
+        }
+        match self.state.store.message_feedback(session, seq, value).await {
+            Ok(true) => {
+                self.state.hub.send(session, &ServerFrame::Feedback { seq, value }.encode());
+                Outcome::default()
+            }
+            Ok(false) => Outcome::error(ErrorCode::UnknownMessage, None),
+            Err(e) => internal(&e, None),
+        }
+    }
+
+    /// The visitor is writing. Checked and dropped: it costs no write, and goes to the human
+    /// operator once [operator] lets one take the conversation.
+    fn typing(&self, _on: bool) -> Outcome {
+        match self.joined() {
+            Some(_) => Outcome::default(),
+            None => Outcome::error(ErrorCode::HelloRequired, None),
+        }
+    }
+
+    /// Stores who the host page says the visitor is (UNVERIFIED; the email is never logged).
+    async fn identify(&mut self, name: Option<String>, email: Option<String>) -> Outcome {
+        let Some(session) = self.joined() else {
+            return Outcome::error(ErrorCode::HelloRequired, None);
+        };
+        let who = match protocol::identity(name.as_deref(), email.as_deref()) {
+            Ok(who) => who,
+            Err(code) => return Outcome::error(code, None),
+        };
+        if !self.state.limits.write(session) {
+            return Outcome::error(ErrorCode::RateLimited, None);
+        }
+        match self.state.store.session_identify(session, who.name.as_deref(), who.email.as_deref()).await {
+            Ok(()) => Outcome::frame(ServerFrame::Identified.encode()),
+            Err(e) => internal(&e, None),
+        }
+    }
+
     async fn history(&mut self, before: i64, limit: Option<u32>) -> Outcome {
-        let Some(session) = self.session.as_ref().map(|s| s.id) else {
+        let Some(session) = self.joined() else {
             return Outcome::error(ErrorCode::HelloRequired, None);
         };
         let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_PAGE);
@@ -342,6 +405,14 @@ impl Conn {
             Err(e) => internal(&e, None),
         }
     }
+}
+
+/// Tells every tab of the session that an answer to `seq` is being written, once per answer;
+/// the `delta` or `message` with that `replyTo` ends it. Lossy: a tab whose queue is full just
+/// misses the indicator.
+fn typing_on(state: &AppState, session: i64, seq: i64) {
+    let frame = ServerFrame::Typing { role: TypingRole::Assistant, on: true, reply_to: Some(seq) }.encode();
+    state.hub.send_lossy(session, &frame);
 }
 
 fn internal(err: &dyn std::fmt::Display, id: Option<&str>) -> Outcome {
@@ -442,7 +513,7 @@ async fn answer(
             return;
         }
         match state.store.reply_to(m.session_id, seq).await {
-            Ok(None) => {}
+            Ok(None) => typing_on(&state, m.session_id, seq),
             Ok(Some(_)) => return release(&state, seq),
             Err(e) => {
                 tracing::error!(error = %e, session = m.session_id, "answering failed; the visitor may resend");

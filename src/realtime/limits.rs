@@ -28,6 +28,9 @@ impl Default for LimitSettings {
 pub struct Limits {
     settings: LimitSettings,
     messages: DefaultKeyedRateLimiter<i64>,
+    /// Feedback and identify: writes that are not messages get a budget of their own, so
+    /// they can neither flood the database nor use up the visitor's messages.
+    writes: DefaultKeyedRateLimiter<i64>,
     sessions: DefaultKeyedRateLimiter<IpAddr>,
     sockets: Mutex<HashMap<IpAddr, u32>>,
 }
@@ -57,11 +60,11 @@ fn nz(n: u32) -> NonZeroU32 {
 impl Limits {
     /// Builds the limiters.
     pub fn new(settings: LimitSettings) -> Arc<Limits> {
+        let per_session = Quota::per_minute(nz(settings.messages_per_minute)).allow_burst(nz(settings.message_burst));
         Arc::new(Limits {
             settings,
-            messages: RateLimiter::keyed(
-                Quota::per_minute(nz(settings.messages_per_minute)).allow_burst(nz(settings.message_burst)),
-            ),
+            messages: RateLimiter::keyed(per_session),
+            writes: RateLimiter::keyed(per_session),
             sessions: RateLimiter::keyed(Quota::per_minute(nz(settings.sessions_per_minute))),
             sockets: Mutex::new(HashMap::new()),
         })
@@ -88,11 +91,19 @@ impl Limits {
         self.messages.check_key(&session).is_ok()
     }
 
+    /// Whether `session` may store another rating or identity now (same quota as messages,
+    /// counted apart from them).
+    pub fn write(&self, session: i64) -> bool {
+        self.writes.check_key(&session).is_ok()
+    }
+
     /// Forgets limiter state that has fully recovered (called periodically).
     pub fn tidy(&self) {
         self.messages.retain_recent();
+        self.writes.retain_recent();
         self.sessions.retain_recent();
         self.messages.shrink_to_fit();
+        self.writes.shrink_to_fit();
         self.sessions.shrink_to_fit();
     }
 }
