@@ -31,6 +31,10 @@ struct PublicConfig<'a> {
     language: &'a str,
     socket_url: String,
     max_message_chars: usize,
+    /// Whether a human operator can take over; always false until [operator] adds the Chatwoot settings.
+    operator: bool,
+    /// Whether the widget offers thumbs up/down on answers (the `feedback` frame).
+    feedback: bool,
 }
 
 fn with_cors(mut response: Response, headers: &HeaderMap) -> Response {
@@ -82,6 +86,8 @@ pub async fn config(State(state): State<AppState>, Query(q): Query<ConfigQuery>,
         language: s.get("language"),
         socket_url: socket_url(&public).unwrap_or_default(),
         max_message_chars: MAX_MESSAGE_CHARS,
+        operator: false,
+        feedback: true,
     };
     with_cors(axum::Json(body).into_response(), &headers)
 }
