@@ -14,3 +14,4 @@ mod origins;
 mod shutdown;
 mod store;
 mod training;
+mod widget_frames;
