@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(pages::healthz))
         .route("/readyz", get(pages::readyz))
         .route("/js/ChatBot.js", get(pages::widget))
+        .route("/js/{file}", get(pages::script))
         .route("/api/data/ai_chat_bot", get(public::config).options(public::preflight))
         .route("/ws", get(socket::upgrade))
         .with_state(state)
