@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
@@ -31,7 +32,7 @@ const DEMO_BLUE: &str = "rgb(26, 115, 232)";
 const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
 /// A bound on the whole run, so a stuck browser fails the test instead of hanging it.
-const RUN_LIMIT: Duration = Duration::from_secs(90);
+const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn widget_in_a_real_browser() {
@@ -44,10 +45,15 @@ async fn widget_in_a_real_browser() {
     }
     let started = Instant::now();
     let app = TestApp::spawn().await;
-    // A second site, on an origin the demo client does not allow, embedding the same connect code.
+    // Two sites embedding the connect code, reached by real-looking names that Chromium resolves
+    // to loopback: shop.com, which the demo client allows, and evilshop.com, which it doesn't.
     let code = connect_code(&app).await;
-    let forbidden =
-        serve_page("127.0.0.2:0", format!("<!doctype html><title>elsewhere</title><p>Not allowed.</p>{code}")).await;
+    let evil =
+        serve_page("127.0.0.1:0", format!("<!doctype html><title>elsewhere</title><p>Not allowed.</p>{code}")).await;
+    let forbidden = format!("http://evilshop.com:{}/", evil.port());
+    let shop = serve_site("127.0.0.1:0", shop_pages(&app, &code)).await;
+    let shop = format!("http://shop.com:{}", shop.port());
+    app.set_client("demo", &["allowed_domains=127.0.0.1,localhost,shop.com"]).await;
 
     let profile = tempfile::tempdir().unwrap();
     let driver = Driver::start().await;
@@ -57,7 +63,9 @@ async fn widget_in_a_real_browser() {
         .await
         .expect("a Chromium session from chromedriver");
 
-    let run = tokio::time::timeout(RUN_LIMIT, checks(&client, &app, forbidden));
+    let run = tokio::time::timeout(RUN_LIMIT, async {
+        checks(&client, &app, &forbidden).await + site_checks(&client, &app, &shop).await
+    });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
     if !matches!(outcome, Ok(Ok(_))) {
         save_screenshot(&client, "browser-failure.png").await;
@@ -76,7 +84,7 @@ async fn widget_in_a_real_browser() {
 }
 
 /// Every check, in order; returns how many ran.
-async fn checks(client: &Client, app: &TestApp, forbidden: SocketAddr) -> usize {
+async fn checks(client: &Client, app: &TestApp, forbidden: &str) -> usize {
     let mut n = 0;
 
     // 1. The demo page shows the launcher in the connect code's color, bottom right.
@@ -108,6 +116,14 @@ async fn checks(client: &Client, app: &TestApp, forbidden: SocketAddr) -> usize 
     let w = wait_for(client, "the FAQ answer", |w| w.answered(question, "working days")).await;
     assert_eq!(w.messages.len(), 2, "one question, one answer: {w:#?}");
     save_screenshot(client, "browser-widget-open.png").await;
+    n += 1;
+
+    // 3b. The size budget of [widget], as this browser fetched it: load, open, one answer.
+    let sizes = widget_transfer(client).await;
+    let (loader, total) = (sizes.of("/js/ChatBot.js"), sizes.total());
+    eprintln!("widget-size: {}", serde_json::to_string(&sizes.report()).unwrap());
+    assert!(loader > 0 && loader <= 4096, "the loader took {loader} bytes (budget 4096): {sizes:?}");
+    assert!(total <= 20 * 1024, "the widget took {total} bytes (budget 20480): {sizes:?}");
     n += 1;
 
     // 4. An unrelated question gets the honest "I don't know".
@@ -174,8 +190,8 @@ async fn checks(client: &Client, app: &TestApp, forbidden: SocketAddr) -> usize 
 
     // 8. On an origin the client doesn't allow, the script runs but shows nothing and says why.
     let logs = browser_log(client).await; // drains what earlier pages logged
-    client.goto(&format!("http://{forbidden}/")).await.unwrap();
-    let ran = client.execute("return typeof window.AiaChat;", vec![]).await.unwrap();
+    client.goto(forbidden).await.unwrap();
+    let ran = client.execute("return typeof window.AIAChat;", vec![]).await.unwrap();
     assert_eq!(ran, json!("object"), "the widget script ran on the forbidden page");
     let warnings = match logs {
         Some(_) => Some(wait_for_warning(client).await),
@@ -194,6 +210,278 @@ async fn checks(client: &Client, app: &TestApp, forbidden: SocketAddr) -> usize 
     n += 1;
 
     n
+}
+
+/// The connect code as site owners paste it, in each place and way it may be pasted, plus the
+/// strict-CSP page and the renderer's page (a WebSocket stand-in that the test feeds frames).
+fn shop_pages(app: &TestApp, code: &str) -> Vec<Page> {
+    let with = |attr: &str| code.replacen("<script src=", &format!("<script {attr} src="), 1);
+    let head = |title: &str, code: &str| {
+        format!(
+            "<!doctype html><html lang=\"en\"><head><title>{title}</title>{code}</head><body><h1>Shop</h1></body></html>"
+        )
+    };
+    let body = |title: &str, code: &str| {
+        format!(
+            "<!doctype html><html lang=\"en\"><head><title>{title}</title></head><body><h1>Shop</h1>{code}</body></html>"
+        )
+    };
+    let ws = app.base.replacen("http://", "ws://", 1);
+    let nonce = "n0nce4test";
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}' {host}; connect-src {host} {ws}; img-src {host} https:; \
+         style-src 'nonce-{nonce}'; require-trusted-types-for 'script'",
+        host = app.base
+    );
+    let watch = format!(
+        "<script nonce=\"{nonce}\">window.__violations = []; document.addEventListener('securitypolicyviolation', \
+         (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));</script>"
+    );
+    let fake_ws = "<script>window.__sockets = []; window.WebSocket = class { constructor(url) { this.url = url; \
+        this.sent = []; window.__ws = this; __sockets.push(this); setTimeout(() => this.onopen && this.onopen(), 0); } \
+        send(s) { this.sent.push(JSON.parse(s)); } close() {} push(f) { this.onmessage({ data: JSON.stringify(f) }); } };</script>";
+    vec![
+        Page::new("/head", head("In head", code)),
+        Page::new("/body", body("In body", code)),
+        Page::new("/async", body("Async", &with("async"))),
+        Page::new("/defer", head("Defer", &with("defer"))),
+        Page { path: "/csp".into(), csp: Some(csp), html: head("Strict CSP", &format!("{watch}{code}")) },
+        Page::new("/renderer", body("Renderer", &format!("{fake_ws}{code}"))),
+    ]
+}
+
+/// The checks on the shop's own pages (origin `shop`): every way of pasting the code, a
+/// keyboard-only conversation, a second tab, a phone-sized screen, a strict CSP, every message
+/// kind of the protocol, the four corners and the contrast of every text over a grid of colors.
+async fn site_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
+    let mut n = 0;
+
+    // 9. The script in <head>, in <body>, async and defer: the launcher shows each time.
+    for path in ["/head", "/body", "/async", "/defer"] {
+        client.goto(&format!("{shop}{path}")).await.unwrap();
+        let w = wait_for(client, &format!("the launcher on {path}"), |_| true).await;
+        assert_eq!(w.launcher.bg, DEMO_BLUE, "{path}: {w:#?}");
+        n += 1;
+    }
+
+    // 10. Keyboard only: Tab reaches the launcher, Enter opens with the focus in the input,
+    // Enter sends, Escape closes and gives the focus back to the launcher.
+    client.goto(&format!("{shop}/body")).await.unwrap();
+    wait_for(client, "the launcher", |_| true).await;
+    keys(client, &Key::Tab.to_string()).await;
+    assert_eq!(focused(client).await, "aia-launcher", "Tab reaches the launcher");
+    keys(client, &Key::Enter.to_string()).await;
+    wait_for(client, "the panel opened by Enter", |w| w.panel_shown).await;
+    wait_until(client, "the focus in the input", || async { focused(client).await == "aia-input" }).await;
+    let question = "How long does shipping take?";
+    keys(client, &format!("{question}{}", Key::Enter)).await;
+    wait_for(client, "the answer to a keyboard question", |w| w.answered(question, "working days")).await;
+    keys(client, &Key::Escape.to_string()).await;
+    wait_for(client, "the panel closed by Escape", |w| w.panel_hidden).await;
+    assert_eq!(focused(client).await, "aia-launcher", "the focus goes back to the launcher");
+    n += 1;
+
+    // 11. A second tab of the same site shows the same conversation, and both stay live.
+    let first = client.window().await.unwrap();
+    let second = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(second.clone()).await.unwrap();
+    client.goto(&format!("{shop}/body")).await.unwrap();
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    let w = wait_for(client, "the history in the second tab", |w| w.answered(question, "working days")).await;
+    assert_eq!(w.messages.len(), 2, "the same conversation: {w:#?}");
+    let question2 = "Which payment methods do you accept?";
+    ask(client, question2).await;
+    wait_for(client, "the answer in the second tab", |w| w.answered(question2, "")).await;
+    client.switch_to_window(first.clone()).await.unwrap();
+    let w = wait_for(client, "the second tab's question in the first", |w| w.answered(question2, "")).await;
+    assert_eq!(w.messages.len(), 4, "each message once: {w:#?}");
+    client.switch_to_window(second).await.unwrap();
+    client.close_window().await.unwrap();
+    client.switch_to_window(first).await.unwrap();
+    n += 1;
+
+    // 12. On a 375 px wide screen the open panel takes the whole viewport.
+    client.set_window_size(375, 740).await.unwrap();
+    client.goto(&format!("{shop}/body")).await.unwrap();
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    wait_for(client, "the panel on a phone", |w| w.panel_shown).await;
+    let rect = client
+        .execute(
+            r#"const p = document.getElementById("aia-chat-root").shadowRoot.querySelector(".aia-panel").getBoundingClientRect();
+            return [p.left, p.top, p.width, p.height, document.documentElement.clientWidth, innerHeight];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let r: Vec<f64> = serde_json::from_value(rect).unwrap();
+    assert!(
+        r[0] == 0.0 && r[1] == 0.0 && (r[2] - r[4]).abs() < 1.0 && (r[3] - r[5]).abs() < 2.0,
+        "not full screen: {r:?}"
+    );
+    client.set_window_size(1280, 900).await.unwrap();
+    n += 1;
+
+    // 13. Under the strict Content-Security-Policy of docs/widget.md: shown, opened, answered,
+    // and not one violation.
+    client.goto(&format!("{shop}/csp")).await.unwrap();
+    wait_for(client, "the launcher under a strict CSP", |_| true).await;
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    let question3 = "Can I return an item?";
+    ask(client, question3).await;
+    wait_for(client, "an answer under a strict CSP", |w| w.answered(question3, "")).await;
+    let violations = client.execute("return window.__violations;", vec![]).await.unwrap();
+    assert_eq!(violations, json!([]), "CSP violations");
+    n += 1;
+
+    // 14. The corner of the connect code's position.
+    for position in ["bottom-left", "top-left", "top-right"] {
+        app.set_client("demo", &[&format!("position={position}")]).await;
+        client.goto(&format!("{shop}/body")).await.unwrap();
+        let w = wait_for(client, position, |_| true).await;
+        let (vertical, side) = position.split_once('-').unwrap();
+        let x = if side == "left" { w.launcher.left } else { w.viewport.width - w.launcher.right };
+        let y = if vertical == "top" { w.launcher.top } else { w.viewport.height - w.launcher.bottom };
+        assert!((0.0..=40.0).contains(&x) && (0.0..=40.0).contains(&y), "{position}: {w:#?}");
+    }
+    app.set_client("demo", &["position=bottom-right"]).await;
+    n += 1;
+
+    // 15. Every text keeps a contrast of at least 4.5:1 (WCAG AA), whatever the colors.
+    let grid = ["#000", "#fff", "#ff0", "#777", "#888", "#1a73e8", "#ffffff"];
+    let pairs = grid.iter().map(|c| (*c, "#ffffff")).chain(grid.iter().map(|c| ("#1a73e8", *c)));
+    for (button, bg) in pairs.chain([("#777", "#888"), ("#888", "#777"), ("#ff0", "#000")]) {
+        app.set_client("demo", &[&format!("button_color={button}"), &format!("bg_color={bg}")]).await;
+        client.goto(&format!("{shop}/body")).await.unwrap();
+        wait_for(client, "the launcher", |_| true).await;
+        part(client, ".aia-launcher").await.click().await.unwrap();
+        wait_for(client, "the history", |w| w.messages.len() >= 4).await;
+        let v = client.execute(CONTRAST_JS, vec![]).await.unwrap();
+        let ratios: Vec<(String, f64)> = serde_json::from_value(v).unwrap();
+        assert!(ratios.len() >= 8, "texts measured: {ratios:?}");
+        let worst = ratios.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+        assert!(worst.1 >= 4.5, "button {button}, background {bg}: {worst:?} in {ratios:?}");
+    }
+    app.set_client("demo", &["button_color=#1a73e8", "bg_color=#ffffff"]).await;
+    n += 1;
+
+    // 16. Every message kind, rendered from protocol frames (a WebSocket stand-in): Markdown,
+    // product cards, operator messages, task confirmations, attachments, typing, feedback; and
+    // hostile text stays text.
+    client.goto(&format!("{shop}/renderer")).await.unwrap();
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    wait_until(client, "the stand-in socket's hello", || async {
+        client.execute("return !!window.__ws && window.__ws.sent.length > 0;", vec![]).await.unwrap() == json!(true)
+    })
+    .await;
+    client.execute(RENDERER_FRAMES, vec![]).await.unwrap();
+    let seen = client.execute(RENDERED_JS, vec![]).await.unwrap();
+    let expected = json!({
+        "xss": false, "scripts": 0,
+        "visitorText": "<img src=x onerror=\"window.__xss=1\"> **not bold**",
+        "strong": ["Bold"], "em": ["it"], "code": ["code"], "items": ["one", "two"],
+        "links": ["https://shop.example/p", "https://files.example/i.pdf", "https://tasks.example/c/1"],
+        "badLinkText": true,
+        "product": ["Desk lamp", "€19.90", "In stock", "https://img.example/lamp.png", "https://shop.example/lamp"],
+        "operator": ["Anna", "https://img.example/anna.png"], "status": "A person is answering",
+        "task": "Task createdCall back about order 1001", "typing": true,
+        "feedbackUp": "true"
+    });
+    assert_eq!(seen, expected, "the renderer");
+    part(client, ".aia-fb-down").await.click().await.unwrap();
+    let sent = client.execute("return window.__ws.sent[window.__ws.sent.length - 1];", vec![]).await.unwrap();
+    assert_eq!(sent, json!({"type": "feedback", "seq": 2, "value": "down"}), "feedback sent");
+    n += 1;
+
+    n
+}
+
+/// Frames a server could send, one of each kind, with hostile text in places.
+const RENDERER_FRAMES: &str = r#"
+const ws = window.__ws;
+ws.push({ type: "welcome", v: 1, session: "s-test", conversationId: "c-1", resumed: false,
+  bot: { name: "Lumen", greeting: "Hi" }, hasMore: false, history: [
+  { seq: 1, role: "visitor", clientId: "x1", ts: "2026-11-26T10:00:00Z",
+    text: '<img src=x onerror="window.__xss=1"> **not bold**' },
+  { seq: 2, role: "assistant", replyTo: 1, source: "model", ts: "2026-11-26T10:00:01Z",
+    text: "**Bold** and *it* with `code`\n\n- one\n- two\n\n[page](https://shop.example/p) [bad](javascript:window.__xss=1) <script>window.__xss=1</script>",
+    products: [{ name: "Desk lamp", url: "https://shop.example/lamp", price: 19.9, currency: "EUR",
+      imageUrl: "https://img.example/lamp.png", inStock: true }] },
+  { seq: 3, role: "operator", ts: "2026-11-26T10:00:02Z", text: "Hello, Anna here.",
+    operator: { name: "Anna", avatarUrl: "https://img.example/anna.png" },
+    attachments: [{ name: "invoice.pdf", url: "https://files.example/i.pdf" }, { name: "evil", url: "javascript:window.__xss=1" }] },
+  { seq: 4, role: "system", ts: "2026-11-26T10:00:03Z", text: "Task created",
+    task: { title: "Call back about order 1001", url: "https://tasks.example/c/1" } },
+] });
+ws.push({ type: "typing", role: "operator", on: true });
+ws.push({ type: "feedback", seq: 2, value: "up" });
+"#;
+
+const RENDERED_JS: &str = r#"
+const r = document.getElementById("aia-chat-root").shadowRoot, all = (s) => [...r.querySelectorAll(s)];
+const texts = (s) => all(s).map((e) => e.textContent);
+const bySeq = (n) => r.querySelector(`[data-seq="${n}"]`);
+const card = r.querySelector(".aia-product"), op = bySeq(3).querySelector(".aia-who");
+return {
+  xss: !!window.__xss, scripts: all("script").length + all("img[src='x']").length,
+  visitorText: bySeq(1).querySelector(".aia-body").textContent,
+  strong: texts(".aia-body strong"), em: texts(".aia-body em"), code: texts(".aia-body code"), items: texts(".aia-body li"),
+  links: all(".aia-msg a[href], .aia-task a[href]").map((a) => a.href).filter((h) => !h.includes("lamp")),
+  badLinkText: bySeq(2).textContent.includes(" bad <script>window.__xss=1</script>"),
+  product: [card.querySelector("b").textContent, card.querySelector(".aia-price").textContent.replace(/\s/g, ""),
+    card.querySelector("small").textContent, card.querySelector("img").src, card.href],
+  operator: [op.textContent, op.querySelector("img").src], status: r.querySelector(".aia-status").textContent,
+  task: bySeq(4).textContent.replace("https://tasks.example/c/1", ""), typing: !!r.querySelector(".aia-typing"),
+  feedbackUp: bySeq(2).querySelector(".aia-fb-up").getAttribute("aria-pressed"),
+};
+"#;
+
+/// The contrast ratio of every visible text in the widget over its actual background.
+const CONTRAST_JS: &str = r#"
+const r = document.getElementById("aia-chat-root").shadowRoot;
+const rgb = (c) => c.match(/[\d.]+/g).map(Number);
+const lum = (c) => c.slice(0, 3).map((v) => (v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+  .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+const under = (e) => {
+  for (; e; e = e.parentElement || (e.getRootNode() !== document && e.getRootNode().host)) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) return c;
+  }
+  return [255, 255, 255];
+};
+return [...r.querySelectorAll(".aia-body, .aia-title, .aia-send, .aia-notice, .aia-input, .aia-status, .aia-who, .aia-msg-system")]
+  .filter((e) => e.getClientRects().length && (e.textContent.trim() || e.value))
+  .map((e) => { const a = lum(rgb(getComputedStyle(e).color)), b = lum(under(e));
+    return [e.className, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; });
+"#;
+
+/// Sends keys to whatever has the focus, as a keyboard would.
+async fn keys(client: &Client, text: &str) {
+    client.active_element().await.unwrap().send_keys(text).await.unwrap();
+}
+
+/// The class of the focused element inside the widget, or "" when the focus is elsewhere.
+async fn focused(client: &Client) -> String {
+    let v = client
+        .execute(
+            r#"const h = document.activeElement;
+            return h && h.id === "aia-chat-root" && h.shadowRoot.activeElement ? h.shadowRoot.activeElement.className : "";"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// Polls `ok` until it holds; panics after `WAIT`.
+async fn wait_until<F: std::future::Future<Output = bool>>(client: &Client, what: &str, ok: impl Fn() -> F) {
+    let deadline = Instant::now() + WAIT;
+    while !ok().await {
+        if Instant::now() >= deadline {
+            save_screenshot(client, "browser-wait.png").await;
+            panic!("timed out after {WAIT:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// What the widget shows, read from its shadow root.
@@ -215,6 +503,8 @@ struct Widget {
 #[derive(Debug, Clone, Deserialize)]
 struct Launcher {
     bg: String,
+    left: f64,
+    top: f64,
     right: f64,
     bottom: f64,
     expanded: String,
@@ -255,6 +545,44 @@ impl Widget {
     }
 }
 
+/// Bytes on the wire (`transferSize`: headers and compressed body) of each widget request.
+#[derive(Debug, Deserialize)]
+struct Transfers(Vec<(String, u64)>);
+
+impl Transfers {
+    fn of(&self, needle: &str) -> u64 {
+        let path = |url: &str| url.split('?').next().unwrap_or_default().to_string();
+        self.0.iter().filter(|(url, _)| path(url).contains(needle)).map(|(_, n)| n).sum()
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().map(|(_, n)| n).sum()
+    }
+
+    fn report(&self) -> Value {
+        json!({
+            "loader_bytes": self.of("/js/ChatBot.js"),
+            "panel_bytes": self.of("/js/chat-panel."),
+            "config_bytes": self.of("/api/data/ai_chat_bot"),
+            "requests": self.0.len(),
+            "total_bytes": self.total(),
+        })
+    }
+}
+
+async fn widget_transfer(client: &Client) -> Transfers {
+    let v = client
+        .execute(
+            r#"return performance.getEntriesByType("resource")
+                .filter((e) => /\/js\/|\/api\/data\/ai_chat_bot/.test(e.name))
+                .map((e) => [e.name, e.transferSize]);"#,
+            vec![],
+        )
+        .await
+        .expect("resource timing");
+    serde_json::from_value(v).expect("resource entries")
+}
+
 const WIDGET_JS: &str = r#"
 const host = document.getElementById("aia-chat-root");
 if (!host || !host.shadowRoot) return null;
@@ -262,21 +590,21 @@ const r = host.shadowRoot, q = (s) => r.querySelector(s), css = (e) => getComput
 const launcher = q(".aia-launcher"), panel = q(".aia-panel"), rect = launcher.getBoundingClientRect();
 const role = (e) => ([...e.classList].find((c) => c.startsWith("aia-msg-")) || "aia-msg-?").slice(8);
 return {
-  launcher: { bg: css(launcher).backgroundColor, right: rect.right, bottom: rect.bottom,
+  launcher: { bg: css(launcher).backgroundColor, left: rect.left, top: rect.top, right: rect.right, bottom: rect.bottom,
               expanded: launcher.getAttribute("aria-expanded") },
   viewport: { width: document.documentElement.clientWidth, height: document.documentElement.clientHeight },
-  panelHidden: panel.hidden,
-  panelShown: css(panel).display !== "none",
+  panelHidden: !panel || panel.hidden,
+  panelShown: !!panel && css(panel).display !== "none",
   greeting: q(".aia-greeting") ? q(".aia-greeting").textContent : null,
   messages: [...r.querySelectorAll(".aia-msg:not(.aia-greeting)")].map((e) => ({
     role: role(e),
     seq: e.hasAttribute("data-seq") ? +e.getAttribute("data-seq") : null,
-    text: e.textContent,
+    text: e.querySelector(".aia-body").textContent,
     fontSize: css(e).fontSize,
     color: css(e).color,
   })),
   notices: [...r.querySelectorAll(".aia-notice")].map((e) => e.textContent),
-  input: q(".aia-input").value,
+  input: q(".aia-input") ? q(".aia-input").value : "",
 };
 "#;
 
@@ -364,11 +692,31 @@ async fn connect_code(app: &TestApp) -> String {
 
 /// Serves `html` at `/` from `addr` (a loopback address) until the test ends.
 async fn serve_page(addr: &str, html: String) -> SocketAddr {
+    serve_site(addr, vec![Page::new("/", html)]).await
+}
+
+/// A page of a test site: its path, an optional Content-Security-Policy header and its HTML.
+#[derive(Clone)]
+struct Page {
+    path: String,
+    csp: Option<String>,
+    html: String,
+}
+
+impl Page {
+    fn new(path: &str, html: String) -> Page {
+        Page { path: path.to_string(), csp: None, html }
+    }
+}
+
+/// Serves `pages` from `addr` (a loopback address) until the test ends.
+async fn serve_site(addr: &str, pages: Vec<Page>) -> SocketAddr {
     let listener = TcpListener::bind(addr).await.unwrap_or_else(|e| panic!("binding {addr}: {e}"));
     let local = listener.local_addr().unwrap();
+    let pages = std::sync::Arc::new(pages);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let html = html.clone();
+            let pages = pages.clone();
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut chunk = [0u8; 2048];
@@ -378,10 +726,14 @@ async fn serve_page(addr: &str, html: String) -> SocketAddr {
                         Ok(n) => request.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let (status, body) =
-                    if request.starts_with(b"GET / ") { ("200 OK", html.as_str()) } else { ("404 Not Found", "") };
+                let line = String::from_utf8_lossy(&request);
+                let path = line.split(' ').nth(1).unwrap_or_default().split('?').next().unwrap_or_default();
+                let page = pages.iter().find(|p| p.path == path);
+                let (status, body) = page.map_or(("404 Not Found", ""), |p| ("200 OK", p.html.as_str()));
+                let csp = page.and_then(|p| p.csp.as_deref()).map(|c| format!("Content-Security-Policy: {c}\r\n"));
                 let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n{}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    csp.unwrap_or_default(),
                     body.len()
                 );
                 let _ = socket.write_all(response.as_bytes()).await;
@@ -402,6 +754,8 @@ fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
+        // Real-looking hostnames on loopback, and nothing else resolves: no test reaches the internet.
+        "--host-resolver-rules=MAP shop.com 127.0.0.1, MAP evilshop.com 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ]
     .map(String::from)
     .into_iter()
