@@ -64,7 +64,8 @@ async fn widget_in_a_real_browser() {
         .expect("a Chromium session from chromedriver");
 
     let run = tokio::time::timeout(RUN_LIMIT, async {
-        checks(&client, &app, &forbidden).await + site_checks(&client, &app, &shop).await
+        let n = checks(&client, &app, &forbidden).await + site_checks(&client, &app, &shop).await;
+        n + host_api_checks(&client, &app, &shop).await + restart_check(&client, app, &shop).await
     });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
     if !matches!(outcome, Ok(Ok(_))) {
@@ -295,6 +296,10 @@ async fn site_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
     client.switch_to_window(first.clone()).await.unwrap();
     let w = wait_for(client, "the second tab's question in the first", |w| w.answered(question2, "")).await;
     assert_eq!(w.messages.len(), 4, "each message once: {w:#?}");
+    // The first tab's panel is closed: the answer it received live shows as unread.
+    assert!(w.panel_hidden && w.badge.as_deref() == Some("1"), "the unread badge: {w:#?}");
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    wait_for(client, "the badge cleared on open", |w| w.panel_shown && w.badge.is_none()).await;
     client.switch_to_window(second).await.unwrap();
     client.close_window().await.unwrap();
     client.switch_to_window(first).await.unwrap();
@@ -393,6 +398,78 @@ async fn site_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
     n += 1;
 
     n
+}
+
+/// 17. The host page's API: `identify` reaches the session (unverified), `close`/`open` drive
+/// the panel, and `reset` starts a new conversation.
+async fn host_api_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
+    client.goto(&format!("{shop}/body")).await.unwrap();
+    wait_for(client, "the launcher", |_| true).await;
+    client.execute("AIAChat.open();", vec![]).await.unwrap();
+    // (The renderer's stand-in left a session the server doesn't know: this is a new one.)
+    wait_for(client, "the panel opened by the API", |w| w.panel_shown).await;
+    let question = "How long does shipping take?";
+    ask(client, question).await;
+    wait_for(client, "an answer", |w| w.answered(question, "working days")).await;
+    let token = || async {
+        let v = client.execute(r#"return localStorage.getItem("aia-chat:session:demo");"#, vec![]).await.unwrap();
+        v.as_str().expect("a session token in localStorage").to_string()
+    };
+    let old = token().await;
+    client.execute(r#"AIAChat.identify({ name: "Ada Lovelace", email: "ada@example.com" });"#, vec![]).await.unwrap();
+    let demo = app.state.registry.get("demo").unwrap().row.id;
+    let store = app.state.store.clone();
+    let hash = aia_chat::ids::token_hash(&old);
+    wait_until(client, "the identity on the session", || async {
+        let row = store.session_find(demo, &hash).await.unwrap().expect("the session");
+        row.visitor_name.as_deref() == Some("Ada Lovelace") && row.visitor_email.as_deref() == Some("ada@example.com")
+    })
+    .await;
+    client.execute("AIAChat.close();", vec![]).await.unwrap();
+    wait_for(client, "the panel closed by the API", |w| w.panel_hidden).await;
+    client.execute("AIAChat.reset(); AIAChat.open();", vec![]).await.unwrap();
+    let w = wait_for(client, "a new conversation after reset", |w| w.panel_shown && w.messages.is_empty()).await;
+    assert!(w.greeting.is_some(), "the greeting stays: {w:#?}");
+    wait_until(client, "a new session token", || async { token().await != old }).await;
+    ask(client, question).await;
+    wait_for(client, "an answer in the new conversation", |w| w.answered(question, "working days")).await;
+    1
+}
+
+/// 18. The server stops and comes back on the same address: the widget says it is
+/// reconnecting, keeps what the visitor typed meanwhile, and delivers it exactly once.
+async fn restart_check(client: &Client, app: TestApp, shop: &str) -> usize {
+    client.goto(&format!("{shop}/body")).await.unwrap();
+    wait_for(client, "the launcher", |_| true).await;
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    let before = wait_for(client, "the conversation", |w| w.panel_shown && w.messages.len() >= 2).await;
+    let addr = app.addr;
+    let dir = app.stop().await;
+    wait_for(client, "the reconnecting notice", |w| w.notices.iter().any(|n| n.contains("reconnecting"))).await;
+    let question = "Which payment methods do you accept?";
+    ask(client, question).await;
+    let w = wait_for(client, "the queued message", |w| w.messages.iter().any(|m| m.is("visitor", question))).await;
+    assert!(w.messages.iter().any(|m| m.is("visitor", question) && m.seq.is_none()), "queued, not stored: {w:#?}");
+    let app = TestApp::spawn_in(dir, |s| s.addr = addr).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let w = loop {
+        let w = widget(client).await.expect("the widget");
+        if w.answered(question, "") && w.notices.is_empty() {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no reconnect within 40 s: {w:#?}");
+        tokio::time::sleep(POLL).await;
+    };
+    let sent = w.messages.iter().filter(|m| m.is("visitor", question)).count();
+    assert_eq!((sent, w.messages.len()), (1, before.messages.len() + 2), "delivered once: {w:#?}");
+    // And stored once: a fresh page load replays the same conversation.
+    client.refresh().await.unwrap();
+    wait_for(client, "the launcher", |_| true).await;
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    let replay = wait_for(client, "the replayed conversation", |w| w.messages.len() >= before.messages.len() + 2).await;
+    assert_eq!(replay.messages.iter().filter(|m| m.is("visitor", question)).count(), 1, "{replay:#?}");
+    drop(app);
+    1
 }
 
 /// Frames a server could send, one of each kind, with hostile text in places.
@@ -498,6 +575,8 @@ struct Widget {
     messages: Vec<Bubble>,
     notices: Vec<String>,
     input: String,
+    /// The unread badge on the launcher, when shown.
+    badge: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -605,6 +684,7 @@ return {
   })),
   notices: [...r.querySelectorAll(".aia-notice")].map((e) => e.textContent),
   input: q(".aia-input") ? q(".aia-input").value : "",
+  badge: q(".aia-badge").hidden ? null : q(".aia-badge").textContent,
 };
 "#;
 
