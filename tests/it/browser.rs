@@ -400,7 +400,7 @@ async fn site_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
     n
 }
 
-/// 17. The host page's API: `identify` reaches the session (unverified), `close`/`open` drive
+/// Check 17, the host page's API: `identify` reaches the session (unverified), `close`/`open` drive
 /// the panel, and `reset` starts a new conversation.
 async fn host_api_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
     client.goto(&format!("{shop}/body")).await.unwrap();
@@ -436,7 +436,7 @@ async fn host_api_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
     1
 }
 
-/// 18. The server stops and comes back on the same address: the widget says it is
+/// Check 18: the server stops and comes back on the same address: the widget says it is
 /// reconnecting, keeps what the visitor typed meanwhile, and delivers it exactly once.
 async fn restart_check(client: &Client, app: TestApp, shop: &str) -> usize {
     client.goto(&format!("{shop}/body")).await.unwrap();
