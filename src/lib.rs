@@ -8,6 +8,7 @@
 //! - [`outbound`]: the HTTP client for upstream services, with the upstream address policy.
 //! - [`assistant`]: the per-message brain (today: the built-in answerer).
 //! - [`model`]: language-model wire formats (server-sent events, OpenAI-compatible streams).
+//! - [`operator`]: the human operator (Chatwoot): webhook meaning and signatures.
 //! - [`realtime`]: the frame protocol, the session hub and abuse limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod ids;
 pub mod knowledge;
 pub mod model;
+pub mod operator;
 pub mod outbound;
 pub mod realtime;
 pub mod registry;
