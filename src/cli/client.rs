@@ -147,5 +147,11 @@ fn notes(s: &ClientSettings) -> Vec<&'static str> {
     if !s.is_set("model_token") && s.get("model_url").is_empty() {
         notes.push("no model configured: the assistant answers from the knowledge base on its own");
     }
+    if s.get("operator_allow_unsigned_webhooks") == "on" {
+        notes.push(
+            "WARNING operator_allow_unsigned_webhooks is on: anyone who can reach /api/webhook can write to \
+             visitors as an operator; use it only with Chatwoot older than 4.13 and turn it off after upgrading",
+        );
+    }
     notes
 }

@@ -114,6 +114,11 @@ async fn list_add_show() {
     let show = stdout(&app.cli(&["client", "show", "shop-2"]));
     assert!(show.contains("graphql_url is empty"), "{show}");
     assert!(show.contains("bottom-right (default)"), "{show}");
+    assert!(!show.contains("operator_allow_unsigned_webhooks is on"), "{show}");
+    let out = app.cli(&["client", "set", "shop-2", "operator_allow_unsigned_webhooks=on"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let show = stdout(&app.cli(&["client", "show", "shop-2"]));
+    assert!(show.contains("note: WARNING operator_allow_unsigned_webhooks is on"), "{show}");
 }
 
 fn ask(app: &TestApp, args: &[&str]) -> std::process::Output {
