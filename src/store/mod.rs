@@ -145,6 +145,69 @@ pub struct SessionRow {
     pub visitor_email: Option<String>,
 }
 
+/// Who answers a session: the bot, or a person (once the hand-off is delivered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffState {
+    /// The assistant answers.
+    Bot,
+    /// A hand-off is on its way to the operator's service; the bot says so instead of answering.
+    Waiting,
+    /// A person has the conversation; visitor messages go to them.
+    Human,
+}
+
+impl HandoffState {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandoffState::Bot => "bot",
+            HandoffState::Waiting => "waiting",
+            HandoffState::Human => "human",
+        }
+    }
+
+    fn parse(s: &str) -> HandoffState {
+        match s {
+            "waiting" => HandoffState::Waiting,
+            "human" => HandoffState::Human,
+            _ => HandoffState::Bot,
+        }
+    }
+}
+
+/// A session's link to its conversation at the operator's service (Chatwoot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorLink {
+    pub session_id: i64,
+    pub client_id: i64,
+    /// Our identifier of the contact's session in the inbox (`aia-…`), never the session token.
+    pub source_id: String,
+    pub contact_id: Option<i64>,
+    pub conversation_id: Option<i64>,
+    pub state: HandoffState,
+    /// Hand-offs this session started (capped by `handoff_max_per_session`).
+    pub handoffs: i64,
+    pub updated_at: i64,
+}
+
+/// One durable piece of work for the operator's service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub client_id: i64,
+    pub session_id: i64,
+    /// What to do (`handoff`, `message`, …); the operator module gives it meaning.
+    pub kind: String,
+    /// The work's data, JSON.
+    pub payload: String,
+    pub created_at: i64,
+    pub next_at: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// Set once the item is dead-lettered (too old, or refused for good).
+    pub dead_at: Option<i64>,
+}
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -349,6 +412,38 @@ pub trait Store: Send + Sync + 'static {
     async fn model_error(&self, client_id: i64) -> StoreResult<Option<(i64, String)>>;
     /// Model tokens a session's answers have cost so far.
     async fn session_tokens(&self, session_id: i64) -> StoreResult<i64>;
+    /// The operator link of a session, if it ever asked for a person.
+    async fn operator_link(&self, session_id: i64) -> StoreResult<Option<OperatorLink>>;
+    /// The session behind a Chatwoot conversation of `client_id`, for a verified webhook.
+    async fn operator_link_by_conversation(
+        &self,
+        client_id: i64,
+        conversation_id: i64,
+    ) -> StoreResult<Option<OperatorLink>>;
+    /// Creates or replaces a session's operator link.
+    async fn operator_link_save(&self, link: &OperatorLink) -> StoreResult<()>;
+    /// Queues work for the operator's service; returns its id.
+    async fn outbox_push(
+        &self,
+        client_id: i64,
+        session_id: i64,
+        kind: &str,
+        payload: &str,
+        now: i64,
+    ) -> StoreResult<i64>;
+    /// Work due now, oldest first: only the oldest live item of each session, so a
+    /// conversation's items are done in order (dead-lettered items no longer block).
+    async fn outbox_due(&self, now: i64, limit: u32) -> StoreResult<Vec<OutboxItem>>;
+    /// Removes finished work.
+    async fn outbox_done(&self, id: i64) -> StoreResult<()>;
+    /// Schedules another attempt.
+    async fn outbox_retry(&self, id: i64, next_at: i64, error: &str) -> StoreResult<()>;
+    /// Gives up on an item; it stays visible to the admin.
+    async fn outbox_dead(&self, id: i64, now: i64, error: &str) -> StoreResult<()>;
+    /// A client's dead-lettered work, newest first.
+    async fn outbox_dead_letters(&self, client_id: i64) -> StoreResult<Vec<OutboxItem>>;
+    /// Records a webhook delivery id; `false` when it was seen within the last day (a repeat).
+    async fn webhook_delivery_first(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -58,6 +58,7 @@ macro_rules! migrations {
                 "feedback and identity",
                 include_str!(concat!("../../migrations/", $dialect, "/0007_feedback_identity.sql")),
             ),
+            (8, "operator", include_str!(concat!("../../migrations/", $dialect, "/0008_operator.sql"))),
         ]
     };
 }
@@ -392,6 +393,65 @@ where
         visitor_email: row.try_get(5)?,
     })
 }
+
+macro_rules! link_columns {
+    () => {
+        "session_id, client_id, source_id, contact_id, conversation_id, state, handoffs, updated_at"
+    };
+}
+
+fn link_from<R>(row: &R) -> Result<OperatorLink, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database>,
+{
+    let state: String = row.try_get(5)?;
+    Ok(OperatorLink {
+        session_id: row.try_get(0)?,
+        client_id: row.try_get(1)?,
+        source_id: row.try_get(2)?,
+        contact_id: row.try_get(3)?,
+        conversation_id: row.try_get(4)?,
+        state: HandoffState::parse(&state),
+        handoffs: row.try_get(6)?,
+        updated_at: row.try_get(7)?,
+    })
+}
+
+macro_rules! outbox_columns {
+    () => {
+        "id, client_id, session_id, kind, payload, created_at, next_at, attempts, last_error, dead_at"
+    };
+}
+
+fn outbox_from<R>(row: &R) -> Result<OutboxItem, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database>,
+{
+    Ok(OutboxItem {
+        id: row.try_get(0)?,
+        client_id: row.try_get(1)?,
+        session_id: row.try_get(2)?,
+        kind: row.try_get(3)?,
+        payload: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        next_at: row.try_get(6)?,
+        attempts: row.try_get(7)?,
+        last_error: row.try_get(8)?,
+        dead_at: row.try_get(9)?,
+    })
+}
+
+/// How long webhook delivery ids are remembered (contract §5.2: about a day).
+const DELIVERY_MEMORY_MS: i64 = 24 * 3600 * 1000;
 
 /// Rows per transaction when writing knowledge, so visitors' writes never queue behind a
 /// long training transaction.
@@ -839,6 +899,147 @@ macro_rules! sql_store {
                 .fetch_one(&self.reader)
                 .await?;
                 Ok(row.try_get(0)?)
+            }
+
+            async fn operator_link(&self, session_id: i64) -> StoreResult<Option<OperatorLink>> {
+                let row = sqlx::query(concat!("SELECT ", link_columns!(), " FROM operator_links WHERE session_id = $1"))
+                    .bind(session_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+                Ok(row.map(|r| link_from(&r)).transpose()?)
+            }
+
+            async fn operator_link_by_conversation(
+                &self,
+                client_id: i64,
+                conversation_id: i64,
+            ) -> StoreResult<Option<OperatorLink>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    link_columns!(),
+                    " FROM operator_links WHERE client_id = $1 AND conversation_id = $2"
+                ))
+                .bind(client_id)
+                .bind(conversation_id)
+                .fetch_optional(&self.reader)
+                .await?;
+                Ok(row.map(|r| link_from(&r)).transpose()?)
+            }
+
+            async fn operator_link_save(&self, l: &OperatorLink) -> StoreResult<()> {
+                sqlx::query(concat!(
+                    "INSERT INTO operator_links (",
+                    link_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (session_id) DO UPDATE SET ",
+                    "source_id = excluded.source_id, contact_id = excluded.contact_id, ",
+                    "conversation_id = excluded.conversation_id, state = excluded.state, ",
+                    "handoffs = excluded.handoffs, updated_at = excluded.updated_at"
+                ))
+                .bind(l.session_id)
+                .bind(l.client_id)
+                .bind(&l.source_id)
+                .bind(l.contact_id)
+                .bind(l.conversation_id)
+                .bind(l.state.as_str())
+                .bind(l.handoffs)
+                .bind(l.updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_push(
+                &self,
+                client_id: i64,
+                session_id: i64,
+                kind: &str,
+                payload: &str,
+                now: i64,
+            ) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "INSERT INTO operator_outbox (client_id, session_id, kind, payload, created_at, next_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                )
+                .bind(client_id)
+                .bind(session_id)
+                .bind(kind)
+                .bind(payload)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get(0)?)
+            }
+
+            async fn outbox_due(&self, now: i64, limit: u32) -> StoreResult<Vec<OutboxItem>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    outbox_columns!(),
+                    " FROM operator_outbox o WHERE dead_at IS NULL AND next_at <= $1 AND NOT EXISTS ",
+                    "(SELECT 1 FROM operator_outbox p WHERE p.session_id = o.session_id AND p.dead_at IS NULL ",
+                    "AND p.id < o.id) ORDER BY next_at, id LIMIT $2"
+                ))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(outbox_from).collect::<Result<_, _>>()?)
+            }
+
+            async fn outbox_done(&self, id: i64) -> StoreResult<()> {
+                sqlx::query("DELETE FROM operator_outbox WHERE id = $1").bind(id).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn outbox_retry(&self, id: i64, next_at: i64, error: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE operator_outbox SET next_at = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(next_at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_dead(&self, id: i64, now: i64, error: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE operator_outbox SET dead_at = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_dead_letters(&self, client_id: i64) -> StoreResult<Vec<OutboxItem>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    outbox_columns!(),
+                    " FROM operator_outbox WHERE client_id = $1 AND dead_at IS NOT NULL ORDER BY dead_at DESC, id DESC"
+                ))
+                .bind(client_id)
+                .fetch_all(&self.reader)
+                .await?;
+                Ok(rows.iter().map(outbox_from).collect::<Result<_, _>>()?)
+            }
+
+            async fn webhook_delivery_first(&self, delivery_id: &str, now: i64) -> StoreResult<bool> {
+                sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+                    .bind(now - DELIVERY_MEMORY_MS)
+                    .execute(&self.pool)
+                    .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO webhook_deliveries (delivery_id, received_at) VALUES ($1, $2) \
+                     ON CONFLICT (delivery_id) DO NOTHING",
+                )
+                .bind(delivery_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(inserted.rows_affected() == 1)
             }
 
             async fn ping(&self) -> StoreResult<()> {

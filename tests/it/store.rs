@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use aia_chat::store::{
-    DayUsage, Inserted, KnowledgeEntry, NewMessage, Role, SettingWrite, Store, StoreError, TokenUsage, utc_day,
+    DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, OperatorLink, OutboxItem, Role, SettingWrite, Store,
+    StoreError, TokenUsage, utc_day,
 };
 
 use crate::support::{count_run, loud_skip};
@@ -164,7 +165,68 @@ async fn conformance(store: Arc<dyn Store>) {
     store.model_error_record(c.id, 10, "HTTP 401").await.unwrap();
     store.model_error_record(c.id, 20, "timed out").await.unwrap();
     assert_eq!(store.model_error(c.id).await.unwrap(), Some((20, "timed out".to_string())));
+
+    operator_conformance(store.as_ref(), c.id, s1.id, s2.id).await;
     store.ping().await.unwrap();
+}
+
+/// The operator's links, outbox and webhook deliveries.
+async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) {
+    assert_eq!(store.operator_link(s1).await.unwrap(), None);
+    let mut link = OperatorLink {
+        session_id: s1,
+        client_id: client,
+        source_id: "aia-s-1".into(),
+        contact_id: None,
+        conversation_id: None,
+        state: HandoffState::Waiting,
+        handoffs: 1,
+        updated_at: 10,
+    };
+    store.operator_link_save(&link).await.unwrap();
+    assert_eq!(store.operator_link(s1).await.unwrap().as_ref(), Some(&link));
+    (link.contact_id, link.conversation_id, link.state, link.updated_at) =
+        (Some(1204), Some(311), HandoffState::Human, 11);
+    store.operator_link_save(&link).await.unwrap();
+    assert_eq!(store.operator_link(s1).await.unwrap().as_ref(), Some(&link), "saved again: updated");
+    assert_eq!(store.operator_link_by_conversation(client, 311).await.unwrap().as_ref(), Some(&link));
+    assert_eq!(store.operator_link_by_conversation(client, 312).await.unwrap(), None);
+    assert_eq!(store.operator_link_by_conversation(client + 1, 311).await.unwrap(), None, "another client's");
+    let clash = OperatorLink { session_id: s2, ..link.clone() };
+    assert!(store.operator_link_save(&clash).await.is_err(), "source ids are unique");
+
+    // The outbox: first in, first out per session; a retried head blocks its session only.
+    let a1 = store.outbox_push(client, s1, "handoff", "{}", 100).await.unwrap();
+    let a2 = store.outbox_push(client, s1, "message", r#"{"text":"2"}"#, 101).await.unwrap();
+    let b1 = store.outbox_push(client, s2, "message", r#"{"text":"b"}"#, 102).await.unwrap();
+    let ids = |items: Vec<OutboxItem>| items.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.outbox_due(99, 10).await.unwrap()), Vec::<i64>::new(), "nothing due before its time");
+    assert_eq!(ids(store.outbox_due(200, 10).await.unwrap()), [a1, b1], "the head of each session");
+    assert_eq!(ids(store.outbox_due(200, 1).await.unwrap()), [a1], "limited");
+    store.outbox_retry(a1, 500, "HTTP 503").await.unwrap();
+    assert_eq!(ids(store.outbox_due(200, 10).await.unwrap()), [b1], "a2 waits for a1");
+    let head = store.outbox_due(500, 10).await.unwrap().into_iter().find(|i| i.id == a1).expect("a1 due again");
+    assert_eq!((head.id, head.attempts, head.last_error.as_deref()), (a1, 1, Some("HTTP 503")));
+    store.outbox_done(a1).await.unwrap();
+    let next = store.outbox_due(500, 10).await.unwrap();
+    assert_eq!(ids(next.clone()), [a2, b1], "by due time");
+    assert_eq!((next[0].kind.as_str(), next[0].payload.as_str()), ("message", r#"{"text":"2"}"#));
+    store.outbox_dead(b1, 600, "too old").await.unwrap();
+    assert_eq!(ids(store.outbox_due(700, 10).await.unwrap()), [a2]);
+    let dead = store.outbox_dead_letters(client).await.unwrap();
+    assert_eq!(
+        (dead.len(), dead[0].id, dead[0].dead_at, dead[0].last_error.as_deref()),
+        (1, b1, Some(600), Some("too old"))
+    );
+    let b2 = store.outbox_push(client, s2, "message", "{}", 650).await.unwrap();
+    assert_eq!(ids(store.outbox_due(700, 10).await.unwrap()), [a2, b2], "a dead item no longer blocks its session");
+
+    // Webhook deliveries: a repeat within a day is recognised, an old id is forgotten.
+    let day = 24 * 3600 * 1000;
+    assert!(store.webhook_delivery_first("d-1", 1_000).await.unwrap());
+    assert!(!store.webhook_delivery_first("d-1", 2_000).await.unwrap(), "a repeat");
+    assert!(store.webhook_delivery_first("d-2", 2_000).await.unwrap());
+    assert!(store.webhook_delivery_first("d-1", 1_000 + day + 1).await.unwrap(), "forgotten after a day");
 }
 
 #[tokio::test]

@@ -1,0 +1,40 @@
+-- A session's link to its human-operator conversation (Chatwoot). `source_id` is our own
+-- identifier for the contact's session in the inbox (never the session token); the contact and
+-- conversation ids are Chatwoot's, known once the hand-off has been delivered.
+CREATE TABLE operator_links (
+    session_id      INTEGER PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    client_id       INTEGER NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    source_id       TEXT NOT NULL UNIQUE,
+    contact_id      INTEGER,
+    conversation_id INTEGER,
+    state           TEXT NOT NULL CHECK (state IN ('bot', 'waiting', 'human')),
+    handoffs        INTEGER NOT NULL DEFAULT 0,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX operator_links_conversation ON operator_links (client_id, conversation_id);
+
+-- Work for the operator's service that must survive restarts and outages: hand-offs and
+-- forwarded messages, first-in first-out per session, retried with backoff until done or
+-- dead-lettered (dead_at set, kept for the admin to see).
+CREATE TABLE operator_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id   INTEGER NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
+    session_id  INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    dead_at     INTEGER
+);
+CREATE INDEX operator_outbox_due ON operator_outbox (dead_at, next_at);
+CREATE INDEX operator_outbox_session ON operator_outbox (session_id, id);
+
+-- Webhook deliveries already handled (X-Chatwoot-Delivery), kept about a day: a repeat is
+-- answered 200 and not processed again.
+CREATE TABLE webhook_deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX webhook_deliveries_age ON webhook_deliveries (received_at);
