@@ -38,3 +38,11 @@ CREATE TABLE webhook_deliveries (
     received_at BIGINT NOT NULL
 );
 CREATE INDEX webhook_deliveries_age ON webhook_deliveries (received_at);
+
+-- Operator messages: who wrote them (as the operator's service says) and their attachments
+-- (a JSON array of {name, url}, http and https only). A Chatwoot message id is kept as the
+-- message's client id `chatwoot#ID` (a form visitor ids can't take), so a webhook delivered
+-- twice stores its message once.
+ALTER TABLE messages ADD COLUMN author_name TEXT;
+ALTER TABLE messages ADD COLUMN author_avatar TEXT;
+ALTER TABLE messages ADD COLUMN attachments TEXT;

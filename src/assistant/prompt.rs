@@ -128,6 +128,8 @@ mod tests {
             entry_id: None,
             created_at: 0,
             feedback: None,
+            author: None,
+            attachments: Vec::new(),
         }
     }
 

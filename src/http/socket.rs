@@ -307,6 +307,8 @@ impl Conn {
             entry_id: None,
             created_at: now_ms(),
             usage: None,
+            author: None,
+            attachments: Vec::new(),
         };
         let state = &self.state;
         // The answer starts while the message is being stored, so the disk write is not on
@@ -333,7 +335,7 @@ impl Conn {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
                 if unanswered && stored.role == Role::Visitor {
                     let text = stored.text.clone();
-                    self.spawn_answer(session, &text, &id, Visitor::Resent(stored));
+                    self.spawn_answer(session, &text, &id, Visitor::Resent(Box::new(stored)));
                 }
                 Outcome::frame(ack)
             }
@@ -463,7 +465,7 @@ struct VisitorTurn {
 /// commits; nothing comes if it fails), or stored earlier and resent unanswered.
 enum Visitor {
     Storing(tokio::sync::oneshot::Receiver<Message>),
-    Resent(Message),
+    Resent(Box<Message>),
     Gone,
 }
 
@@ -472,13 +474,13 @@ impl Visitor {
     fn now(&mut self) -> Option<&Message> {
         if let Visitor::Storing(rx) = self {
             *self = match rx.try_recv() {
-                Ok(m) => Visitor::Resent(m),
+                Ok(m) => Visitor::Resent(Box::new(m)),
                 Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return None,
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Visitor::Gone,
             };
         }
         match self {
-            Visitor::Resent(m) => Some(m),
+            Visitor::Resent(m) => Some(&**m),
             _ => None,
         }
     }
@@ -486,10 +488,10 @@ impl Visitor {
     /// The stored message once the write has committed; `None` if it failed.
     async fn stored(&mut self) -> Option<&Message> {
         if let Visitor::Storing(rx) = self {
-            *self = rx.await.map_or(Visitor::Gone, Visitor::Resent);
+            *self = rx.await.map_or(Visitor::Gone, |m| Visitor::Resent(Box::new(m)));
         }
         match self {
-            Visitor::Resent(m) => Some(m),
+            Visitor::Resent(m) => Some(&**m),
             _ => None,
         }
     }
@@ -601,6 +603,8 @@ async fn answer(
                 entry_id: reply.entry_id,
                 created_at,
                 usage: reply.usage,
+                author: None,
+                attachments: Vec::new(),
             })
             .await?;
         if let Some(u) = reply.usage {

@@ -314,15 +314,30 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             role: m.role,
             text: &m.text,
             ts: rfc3339_ms(m.created_at),
-            client_id: m.client_msg_id.as_deref(),
+            // Only visitors' own ids: other messages may carry an internal one (`chatwoot#…`).
+            client_id: m.client_msg_id.as_deref().filter(|_| m.role == Role::Visitor),
             reply_to: m.reply_to,
             source: m.source.as_deref(),
             entry_id: m.entry_id.as_deref(),
             feedback: m.feedback,
-            operator: None,
+            operator: m
+                .author
+                .as_ref()
+                .filter(|_| m.role == Role::Operator)
+                .map(|a| OperatorView { name: a.name.clone(), avatar_url: a.avatar_url.clone() }),
             products: None,
             task: None,
-            attachments: None,
+            attachments: (!m.attachments.is_empty()).then(|| {
+                m.attachments
+                    .iter()
+                    .map(|a| AttachmentView {
+                        name: a.name.clone(),
+                        url: a.url.clone(),
+                        content_type: None,
+                        size: None,
+                    })
+                    .collect()
+            }),
         }
     }
 }
@@ -568,6 +583,8 @@ mod tests {
             entry_id: Some("shipping".into()),
             created_at: 1_700_000_000_123,
             feedback: Some(Feedback::Down),
+            author: None,
+            attachments: Vec::new(),
         };
         let plain = MessageView::from(&stored);
         let mut full = plain.clone();

@@ -280,6 +280,25 @@ pub struct Message {
     pub created_at: i64,
     /// The visitor's rating, on assistant and operator messages only.
     pub feedback: Option<Feedback>,
+    /// Who wrote an operator message.
+    pub author: Option<Author>,
+    /// Files that came with the message, as links.
+    pub attachments: Vec<Attachment>,
+}
+
+/// The person behind an operator message, as the operator's service names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub name: String,
+    /// http(s) only.
+    pub avatar_url: Option<String>,
+}
+
+/// A file sent with a message, shown as a link (http and https only).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub name: String,
+    pub url: String,
 }
 
 /// A message to store (the store assigns `seq`).
@@ -295,6 +314,10 @@ pub struct NewMessage {
     pub created_at: i64,
     /// Model tokens the answer cost, counted into the client's day as it is stored.
     pub usage: Option<TokenUsage>,
+    /// Who wrote an operator message.
+    pub author: Option<Author>,
+    /// Files that came with the message.
+    pub attachments: Vec<Attachment>,
 }
 
 /// Tokens of a model answer.

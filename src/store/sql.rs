@@ -260,14 +260,15 @@ impl PostgresStore {
 
 macro_rules! message_columns {
     () => {
-        "seq, session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, feedback"
+        "seq, session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, feedback, \
+         author_name, author_avatar, attachments"
     };
 }
 
 const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages (session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, ",
-    "prompt_tokens, completion_tokens) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
+    "prompt_tokens, completion_tokens, author_name, author_avatar, attachments) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
     message_columns!()
 );
 const ADD_USAGE: &str = "INSERT INTO model_usage (client_id, day, answers, prompt_tokens, completion_tokens) \
@@ -303,6 +304,9 @@ macro_rules! insert_message_fn {
                 .bind(m.created_at)
                 .bind(m.usage.map(|u| u.prompt))
                 .bind(m.usage.map(|u| u.completion))
+                .bind(m.author.as_ref().map(|a| a.name.as_str()))
+                .bind(m.author.as_ref().and_then(|a| a.avatar_url.as_deref()))
+                .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).unwrap_or_default()))
                 .fetch_optional(&mut *conn)
                 .await?;
             if let Some(row) = row {
@@ -350,6 +354,14 @@ where
         entry_id: row.try_get(7)?,
         created_at: row.try_get(8)?,
         feedback: row.try_get::<Option<String>, _>(9)?.as_deref().and_then(Feedback::parse),
+        author: row
+            .try_get::<Option<String>, _>(10)?
+            .map(|name| Ok::<_, sqlx::Error>(Author { name, avatar_url: row.try_get(11)? }))
+            .transpose()?,
+        attachments: row
+            .try_get::<Option<String>, _>(12)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
     })
 }
 

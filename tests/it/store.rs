@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use aia_chat::store::{
-    DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, OperatorLink, OutboxItem, Role, SettingWrite, Store,
-    StoreError, TokenUsage, utc_day,
+    Attachment, Author, DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, OperatorLink, OutboxItem, Role,
+    SettingWrite, Store, StoreError, TokenUsage, utc_day,
 };
 
 use crate::support::{count_run, loud_skip};
@@ -21,6 +21,8 @@ fn visitor(session: i64, id: &str, text: &str) -> NewMessage {
         entry_id: None,
         created_at: 1_700_000_000_000,
         usage: None,
+        author: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -194,6 +196,26 @@ async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) 
     assert_eq!(store.operator_link_by_conversation(client + 1, 311).await.unwrap(), None, "another client's");
     let clash = OperatorLink { session_id: s2, ..link.clone() };
     assert!(store.operator_link_save(&clash).await.is_err(), "source ids are unique");
+
+    // An operator message: its author and attachments are kept; the same Chatwoot message
+    // delivered twice is stored once.
+    let reply = NewMessage {
+        session_id: s1,
+        role: Role::Operator,
+        text: "Hi, Sam here.".into(),
+        client_msg_id: Some("chatwoot#90230".into()),
+        reply_to: None,
+        source: None,
+        entry_id: None,
+        created_at: 20,
+        usage: None,
+        author: Some(Author { name: "Sam".into(), avatar_url: Some("https://chat.example/sam.png".into()) }),
+        attachments: vec![Attachment { name: "invoice.pdf".into(), url: "https://chat.example/i.pdf".into() }],
+    };
+    let Inserted::New(first) = store.message_insert(&reply).await.unwrap() else { panic!("a new message") };
+    assert_eq!((first.author.clone(), first.attachments.clone()), (reply.author.clone(), reply.attachments.clone()));
+    let Inserted::Duplicate(again) = store.message_insert(&reply).await.unwrap() else { panic!("a duplicate") };
+    assert_eq!(again, first);
 
     // The outbox: first in, first out per session; a retried head blocks its session only.
     let a1 = store.outbox_push(client, s1, "handoff", "{}", 100).await.unwrap();

@@ -260,6 +260,8 @@ async fn feedback_and_identity(store: Arc<dyn Store>) {
         entry_id: None,
         created_at: 1_700_000_000_000,
         usage: None,
+        author: None,
+        attachments: Vec::new(),
     };
     let stored = |m: Inserted| match m {
         Inserted::New(m) => m,
