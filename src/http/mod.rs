@@ -5,13 +5,15 @@ mod error;
 mod pages;
 mod public;
 mod socket;
+mod webhook;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use error::ApiError;
 
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .route("/js/{file}", get(pages::script))
         .route("/api/data/ai_chat_bot", get(public::config).options(public::preflight))
         .route("/ws", get(socket::upgrade))
+        .route("/api/webhook", post(webhook::any_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
+        .route("/api/webhook/{uid}", post(webhook::one_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
         .with_state(state)
 }
 

@@ -9,6 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+/// Operator webhooks a second from one address: far above what a Chatwoot sends for one
+/// shop (every agent message, typing and status change is one call), low enough that a flood
+/// of forged calls can't keep the server busy verifying signatures.
+const WEBHOOKS_PER_SECOND: u32 = 100;
+const WEBHOOK_BURST: u32 = 300;
+
 /// The configured limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
@@ -32,6 +38,8 @@ pub struct Limits {
     /// they can neither flood the database nor use up the visitor's messages.
     writes: DefaultKeyedRateLimiter<i64>,
     sessions: DefaultKeyedRateLimiter<IpAddr>,
+    /// Operator webhooks per sending address, checked before a body is read or verified.
+    webhooks: DefaultKeyedRateLimiter<IpAddr>,
     sockets: Mutex<HashMap<IpAddr, u32>>,
 }
 
@@ -66,6 +74,7 @@ impl Limits {
             messages: RateLimiter::keyed(per_session),
             writes: RateLimiter::keyed(per_session),
             sessions: RateLimiter::keyed(Quota::per_minute(nz(settings.sessions_per_minute))),
+            webhooks: RateLimiter::keyed(Quota::per_second(nz(WEBHOOKS_PER_SECOND)).allow_burst(nz(WEBHOOK_BURST))),
             sockets: Mutex::new(HashMap::new()),
         })
     }
@@ -84,6 +93,11 @@ impl Limits {
     /// Whether `ip` may start another session now.
     pub fn new_session(&self, ip: IpAddr) -> bool {
         self.sessions.check_key(&ip).is_ok()
+    }
+
+    /// Whether `ip` may deliver another operator webhook now.
+    pub fn webhook(&self, ip: IpAddr) -> bool {
+        self.webhooks.check_key(&ip).is_ok()
     }
 
     /// Whether `session` may send another message now.

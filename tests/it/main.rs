@@ -14,4 +14,5 @@ mod origins;
 mod shutdown;
 mod store;
 mod training;
+mod webhook;
 mod widget_frames;
