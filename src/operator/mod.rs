@@ -1,6 +1,8 @@
-//! The human operator (Chatwoot): what its webhooks mean and whether they are genuine. Pure
-//! domain logic: no HTTP and no SQL here; the webhook route and the outbox use it.
+//! The human operator (Chatwoot). `signature`, `webhook` and `handoff` are pure decisions (is
+//! a webhook genuine, what it means, when to hand off and what the agent reads); `chatwoot` is
+//! the client of its API. The webhook route and the outbox act on them.
 
 pub mod chatwoot;
+pub mod handoff;
 pub mod signature;
 pub mod webhook;
