@@ -693,11 +693,17 @@ fn transport(e: &reqwest::Error, timeout: Duration) -> ChatwootError {
     if e.is_redirect() {
         return ChatwootError::Protocol(crate::outbound::error_text(e));
     }
-    let text = crate::outbound::error_text(e);
-    let reason = match std::error::Error::source(e) {
-        Some(source) => format!("{text}: {source}"),
-        None => text,
-    };
+    // The whole chain: "error sending request: client error (Connect): tcp connect error:
+    // Connection refused (os error 111)".
+    let mut reason = crate::outbound::error_text(e);
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !reason.contains(&text) {
+            reason = format!("{reason}: {text}");
+        }
+        source = s.source();
+    }
     ChatwootError::Unavailable(reason)
 }
 
