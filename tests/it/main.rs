@@ -1,6 +1,7 @@
 //! The integration tests: one binary (linking the dependency graph once), each module a group.
 //! Every test starts the real server on port 0 and talks to it over HTTP and WebSocket.
 
+mod chatwoot_fake;
 mod graphql_fake;
 mod model_fake;
 mod support;
@@ -8,6 +9,7 @@ mod support;
 mod bad_input;
 mod browser;
 mod chat;
+mod chatwoot_client;
 mod cli;
 mod model;
 mod origins;
