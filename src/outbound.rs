@@ -50,9 +50,9 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds the outbound client: rustls with the platform's roots, the guarded resolver, no
-/// redirects to other hosts' credentials (reqwest drops sensitive headers on cross-host
-/// redirects), and a total timeout per request.
+/// Builds the outbound client: rustls with the platform's roots, the guarded resolver,
+/// redirects followed only within the same origin (see [`same_origin_redirects`]), and a total
+/// timeout per request.
 pub fn client(policy: UpstreamPolicy, timeout: Duration) -> reqwest::Client {
     builder(policy)
         .timeout(timeout)
@@ -67,9 +67,33 @@ pub fn streaming_client(policy: UpstreamPolicy, connect: Duration) -> reqwest::C
     builder(policy).connect_timeout(connect).build().expect("valid client configuration")
 }
 
+/// Follows a redirect only to the same scheme, host and port, at most 5 times. Our requests
+/// carry credentials in headers reqwest does not know are secret (`api_access_token`,
+/// `api-key`, `x-api-key`, GraphQL headers): a redirect to another host would hand them over,
+/// so the 3xx is returned to the caller instead.
+fn same_origin_redirects(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let first = attempt
+        .previous()
+        .first()
+        .map(|u| (u.scheme().to_string(), u.host_str().map(str::to_string), u.port_or_known_default()));
+    let next = (
+        attempt.url().scheme().to_string(),
+        attempt.url().host_str().map(str::to_string),
+        attempt.url().port_or_known_default(),
+    );
+    if attempt.previous().len() > 5 {
+        attempt.error("too many redirects")
+    } else if first.is_some_and(|f| f != next) {
+        attempt.stop()
+    } else {
+        attempt.follow()
+    }
+}
+
 fn builder(policy: UpstreamPolicy) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver { policy }))
+        .redirect(reqwest::redirect::Policy::custom(same_origin_redirects))
         .user_agent(concat!("aia-chat/", env!("CARGO_PKG_VERSION")))
 }

@@ -495,3 +495,25 @@ async fn chatwoot_fake_webhooks_mean_what_the_contract_says() {
     assert_eq!(got[4].1, Err(signature::SignatureError::Unsigned));
     assert_eq!(sink.received()[0].body, body, "the exact bytes");
 }
+
+#[tokio::test]
+async fn chatwoot_redirects_to_another_host_are_not_followed() {
+    // Our token travels in `api_access_token`, a header reqwest doesn't know is secret: a
+    // redirect to another host must not carry it there.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = elsewhere.local_addr().unwrap().port();
+    let (hit_tx, mut hit) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = elsewhere.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await.unwrap_or(0);
+            let _ = hit_tx.send(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    });
+    let cw = FakeChatwoot::start().await;
+    cw.fail_next_with(1, Failure::status(307).header("location", &format!("http://127.0.0.1:{port}/steal")));
+    let result = cw.client().inbox(INBOX_ID).await;
+    assert!(matches!(result, Err(ChatwootError::Protocol(_))), "{result:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(hit.try_recv().is_err(), "the other host was called");
+}
