@@ -45,6 +45,8 @@ pub struct StateInner {
     pub usage_meter: crate::assistant::meter::UsageMeter,
     /// Circuit breakers of the clients' models.
     pub model_breakers: crate::model::breaker::Breakers,
+    /// Wakes the operator outbox worker when new work is queued.
+    pub operator_wake: tokio::sync::Notify,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -126,6 +128,7 @@ impl App {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 answering: Mutex::new(HashSet::new()),
+                operator_wake: tokio::sync::Notify::new(),
                 ready: AtomicBool::new(false),
             }),
         };
@@ -147,6 +150,7 @@ impl App {
         let state = self.state;
         let background = spawn_background(&state);
         let schedule = spawn_schedule(&state);
+        let operator = tokio::spawn(crate::operator::relay::run(state.clone()));
         let router = http::router(state.clone());
         let token = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -169,6 +173,7 @@ impl App {
         }
         background.abort();
         schedule.abort();
+        operator.abort();
         Ok(())
     }
 }

@@ -31,7 +31,8 @@ struct PublicConfig<'a> {
     language: &'a str,
     socket_url: String,
     max_message_chars: usize,
-    /// Whether a human operator can take over; always false until [operator] adds the Chatwoot settings.
+    /// Whether a human operator can take over (Chatwoot URL, token and inbox are set): the
+    /// widget offers "talk to a human" only then.
     operator: bool,
     /// Whether the widget offers thumbs up/down on answers (the `feedback` frame).
     feedback: bool,
@@ -86,7 +87,7 @@ pub async fn config(State(state): State<AppState>, Query(q): Query<ConfigQuery>,
         language: s.get("language"),
         socket_url: socket_url(&public).unwrap_or_default(),
         max_message_chars: MAX_MESSAGE_CHARS,
-        operator: false,
+        operator: crate::operator::relay::configured(&client),
         feedback: true,
     };
     with_cors(axum::Json(body).into_response(), &headers)

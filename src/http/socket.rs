@@ -20,6 +20,7 @@ use super::{ApiError, allowed_client, client_ip};
 use crate::app::AppState;
 use crate::assistant::{self, Confidence, Persona, prompt};
 use crate::ids::{conversation_id, now_ms, session_token, token_hash};
+use crate::operator::{handoff, relay};
 use crate::realtime::hub::{Membership, Outbox, SOCKET_QUEUE};
 use crate::realtime::limits::SocketPermit;
 use crate::realtime::protocol::{
@@ -27,7 +28,7 @@ use crate::realtime::protocol::{
     TypingRole, error_frame,
 };
 use crate::registry::ClientRuntime;
-use crate::store::{Feedback, Inserted, Message, NewMessage, Role};
+use crate::store::{Feedback, HandoffState, Inserted, Message, NewMessage, Role};
 
 /// How long a socket may stay open without saying hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -215,6 +216,7 @@ impl Conn {
             ClientFrame::Feedback { seq, value } => self.feedback(seq, value).await,
             ClientFrame::Typing { on } => self.typing(on),
             ClientFrame::Identify { name, email } => self.identify(name, email).await,
+            ClientFrame::Handoff => self.handoff().await,
         }
     }
 
@@ -310,6 +312,11 @@ impl Conn {
             author: None,
             attachments: Vec::new(),
         };
+        if relay::configured(&self.client)
+            && let Some(outcome) = self.operator_route(session, &new, &id).await
+        {
+            return outcome;
+        }
         let state = &self.state;
         // The answer starts while the message is being stored, so the disk write is not on
         // the way to the first token; it is stored only once the message is (and dropped if
@@ -340,6 +347,59 @@ impl Conn {
                 Outcome::frame(ack)
             }
             Err(e) => internal(&e, Some(&id)),
+        }
+    }
+
+    /// With a human operator set up: a conversation a person has (or is about to have) is
+    /// forwarded to them, and a message that asks for a person starts a hand-off; `None`
+    /// leaves the message to the assistant.
+    async fn operator_route(&mut self, session: i64, new: &NewMessage, id: &str) -> Option<Outcome> {
+        let state = &self.state;
+        let current = match relay::state_of(state, session).await {
+            Ok(current) => current,
+            Err(e) => return Some(internal(&e, Some(id))),
+        };
+        let asks = current == HandoffState::Bot
+            && handoff::asks_for_person(&new.text, self.client.settings.get("handoff_keywords"));
+        if current == HandoffState::Bot && !asks {
+            return None;
+        }
+        let stored = match state.store.message_insert(new).await {
+            Ok(Inserted::New(stored)) => stored,
+            // Handled when it first came: forwarded, or the hand-off it asked for.
+            Ok(Inserted::Duplicate(stored)) => {
+                return Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode()));
+            }
+            Err(e) => return Some(internal(&e, Some(id))),
+        };
+        state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
+        let queued = if asks {
+            let page = self.page.as_ref().and_then(|p| p.url.clone());
+            relay::start_handoff(state, &self.client, session, handoff::Trigger::Keyword, page).await.map(|_| ())
+        } else {
+            relay::forward(state, self.client.row.id, session, stored.seq, &stored.text).await
+        };
+        if let Err(e) = queued {
+            tracing::error!(error = %e, session, "queueing work for the operator failed");
+        }
+        Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: false }.encode()))
+    }
+
+    /// The widget's "talk to a human" action.
+    async fn handoff(&mut self) -> Outcome {
+        let Some(session) = self.joined() else {
+            return Outcome::error(ErrorCode::HelloRequired, None);
+        };
+        if !relay::configured(&self.client) {
+            return Outcome::error(ErrorCode::NoOperator, None);
+        }
+        if !self.state.limits.write(session) {
+            return Outcome::error(ErrorCode::RateLimited, None);
+        }
+        let page = self.page.as_ref().and_then(|p| p.url.clone());
+        match relay::start_handoff(&self.state, &self.client, session, handoff::Trigger::Asked, page).await {
+            Ok(_) => Outcome::default(),
+            Err(e) => internal(&e, None),
         }
     }
 
@@ -614,6 +674,9 @@ async fn answer(
         }
         if let Inserted::New(m) = stored_answer {
             state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
+            if m.source.as_deref() == Some("fallback") && relay::configured(&client) {
+                hand_off_if_stuck(&state, &client, session, page.as_ref()).await?;
+            }
         }
         Ok::<(), crate::store::StoreError>(())
     }
@@ -624,6 +687,25 @@ async fn answer(
     if let Some(m) = visitor.stored().await {
         release(&state, m.seq);
     }
+}
+
+/// After `handoff_after_unanswered` "don't know" answers in a row, a person takes over.
+async fn hand_off_if_stuck(
+    state: &AppState,
+    client: &ClientRuntime,
+    session: i64,
+    page: Option<&protocol::PageContext>,
+) -> Result<(), crate::store::StoreError> {
+    let n = client.settings.get("handoff_after_unanswered").parse::<usize>().unwrap_or(0);
+    if n == 0 {
+        return Ok(());
+    }
+    let (history, _) = state.store.messages_page(session, None, (2 * n + 2) as u32).await?;
+    if handoff::unanswered_streak(&history) >= n {
+        let page = page.and_then(|p| p.url.clone());
+        relay::start_handoff(state, client, session, handoff::Trigger::Unanswered, page).await?;
+    }
+    Ok(())
 }
 
 /// Lets a message be answered again (after a resend) once its answer task is over.

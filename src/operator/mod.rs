@@ -4,5 +4,6 @@
 
 pub mod chatwoot;
 pub mod handoff;
+pub mod relay;
 pub mod signature;
 pub mod webhook;

@@ -39,6 +39,7 @@ pub enum ErrorCode {
     InvalidId,
     RateLimited,
     UnknownMessage,
+    NoOperator,
     Internal,
 }
 
@@ -62,6 +63,7 @@ impl ErrorCode {
             ErrorCode::UnknownMessage => {
                 "There is no assistant or operator message with that seq in this conversation."
             }
+            ErrorCode::NoOperator => "This chat has no human operator to hand the conversation to.",
             ErrorCode::Internal => {
                 "Something went wrong on our side; the message was not stored, please send it again."
             }
@@ -149,10 +151,12 @@ pub enum ClientFrame {
         name: Option<String>,
         email: Option<String>,
     },
+    /// The widget's "talk to a human" action.
+    Handoff,
     Ping,
 }
 
-const TYPES: &[&str] = &["hello", "message", "history", "feedback", "typing", "identify", "ping"];
+const TYPES: &[&str] = &["hello", "message", "history", "feedback", "typing", "identify", "handoff", "ping"];
 
 /// Parses one text frame into a frame or the error code to answer with.
 pub fn parse(text: &str) -> Result<ClientFrame, ErrorCode> {

@@ -408,6 +408,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<SessionRow>;
     /// Finds a session of this client by the hash of its token.
     async fn session_find(&self, client_id: i64, token_hash: &str) -> StoreResult<Option<SessionRow>>;
+    /// A session by its id (the operator outbox knows sessions by id only).
+    async fn session_by_id(&self, session_id: i64) -> StoreResult<Option<SessionRow>>;
     /// Stores a message; with a client id, a second copy returns the first (`Duplicate`).
     async fn message_insert(&self, message: &NewMessage) -> StoreResult<Inserted>;
     /// Up to `limit` messages older than `before` (all when `None`), oldest first, and

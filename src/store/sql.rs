@@ -796,6 +796,14 @@ macro_rules! sql_store {
                 Ok(row.map(|r| session_from(&r)).transpose()?)
             }
 
+            async fn session_by_id(&self, session_id: i64) -> StoreResult<Option<SessionRow>> {
+                let row = sqlx::query(concat!("SELECT ", session_columns!(), " FROM sessions WHERE id = $1"))
+                    .bind(session_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+                Ok(row.map(|r| session_from(&r)).transpose()?)
+            }
+
             async fn message_insert(&self, m: &NewMessage) -> StoreResult<Inserted> {
                 self.insert_message(m).await
             }

@@ -11,6 +11,7 @@ mod browser;
 mod chat;
 mod chatwoot_client;
 mod cli;
+mod handoff;
 mod model;
 mod origins;
 mod shutdown;

@@ -1,0 +1,354 @@
+//! The way to the operator's service, nothing lost: a hand-off and every visitor message
+//! after it go into the durable outbox first, and one worker delivers them to Chatwoot in
+//! order per conversation, retrying with backoff through outages and rate limits. Each effect
+//! happens once at Chatwoot: messages carry our `source_id` (a duplicate is refused and counts
+//! as done), and a hand-off looks for the contact and conversation it may already have made.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::chatwoot::{Chatwoot, ChatwootConfig, ChatwootError, Direction, NewContact, NewConversation, NewMessage};
+use super::handoff::{self, Trigger};
+use crate::app::AppState;
+use crate::ids::now_ms;
+use crate::realtime::protocol::ServerFrame;
+use crate::registry::ClientRuntime;
+use crate::store::{HandoffState, Inserted, OperatorLink, OutboxItem, Role, StoreError};
+
+/// After this long an item is dead-lettered (kept for the admin) and the visitor told.
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+/// The longest pause between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// What the visitor reads when the hand-off starts.
+const HANDING_OFF: &str =
+    "I'm asking a person from our team to join. They'll reply right here; you can keep writing in the meantime.";
+/// What the visitor reads when the operator's service could not be reached in time.
+const UNREACHABLE: &str =
+    "Sorry, we couldn't reach our team just now. The assistant is back; please try again a little later.";
+/// What the visitor reads when the hand-off cap is reached.
+const CAPPED: &str = "Our team has already been asked to join this conversation; please wait for their reply.";
+
+/// The hand-off work item.
+#[derive(Debug, Serialize, Deserialize)]
+struct HandoffJob {
+    why: String,
+    page: Option<String>,
+}
+
+/// A visitor message to forward.
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageJob {
+    seq: i64,
+    text: String,
+}
+
+/// Whether `client` has a human operator set up (its service URL, token and inbox).
+pub fn configured(client: &ClientRuntime) -> bool {
+    let s = &client.settings;
+    !s.get("operator_url").is_empty() && s.is_set("operator_token") && !s.get("operator_inbox_id").is_empty()
+}
+
+/// Who answers `session` now (`Bot` without a link).
+pub async fn state_of(state: &AppState, session: i64) -> Result<HandoffState, StoreError> {
+    Ok(state.store.operator_link(session).await?.map_or(HandoffState::Bot, |l| l.state))
+}
+
+/// Starts a hand-off: the session waits for a person, the visitor is told, and the work is
+/// queued. `false` when the session used up `handoff_max_per_session` (the visitor is told).
+pub async fn start_handoff(
+    state: &AppState,
+    client: &ClientRuntime,
+    session: i64,
+    why: Trigger,
+    page: Option<String>,
+) -> Result<bool, StoreError> {
+    let max = client.settings.get("handoff_max_per_session").parse::<i64>().unwrap_or(3);
+    let existing = state.store.operator_link(session).await?;
+    let conversation = match &existing {
+        Some(_) => String::new(),
+        None => state.store.session_by_id(session).await?.map(|s| s.conversation_id).unwrap_or_default(),
+    };
+    let mut link = existing.unwrap_or(OperatorLink {
+        session_id: session,
+        client_id: client.row.id,
+        // Our public conversation id, never the session token.
+        source_id: format!("{}s-{conversation}", super::webhook::SOURCE_PREFIX),
+        contact_id: None,
+        conversation_id: None,
+        state: HandoffState::Bot,
+        handoffs: 0,
+        updated_at: 0,
+    });
+    if link.state != HandoffState::Bot {
+        return Ok(true);
+    }
+    if link.handoffs >= max {
+        notify_visitor(state, session, CAPPED).await?;
+        return Ok(false);
+    }
+    link.state = HandoffState::Waiting;
+    link.handoffs += 1;
+    link.updated_at = now_ms();
+    state.store.operator_link_save(&link).await?;
+    let job = serde_json::to_string(&HandoffJob { why: format!("{why:?}"), page }).expect("plain JSON");
+    state.store.outbox_push(client.row.id, session, "handoff", &job, now_ms()).await?;
+    state.operator_wake.notify_one();
+    tracing::info!(client = %client.row.uid, session, why = why.describe(), "hand-off to a person queued");
+    notify_visitor(state, session, HANDING_OFF).await?;
+    Ok(true)
+}
+
+/// Queues a stored visitor message for the person who has (or is about to have) the
+/// conversation.
+pub async fn forward(state: &AppState, client_id: i64, session: i64, seq: i64, text: &str) -> Result<(), StoreError> {
+    let job = serde_json::to_string(&MessageJob { seq, text: text.to_string() }).expect("plain JSON");
+    state.store.outbox_push(client_id, session, "message", &job, now_ms()).await?;
+    state.operator_wake.notify_one();
+    Ok(())
+}
+
+/// Stores a system message for the visitor and sends it to every socket of the session.
+async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<(), StoreError> {
+    let message = crate::store::NewMessage {
+        session_id: session,
+        role: Role::System,
+        text: text.to_string(),
+        client_msg_id: None,
+        reply_to: None,
+        source: None,
+        entry_id: None,
+        created_at: now_ms(),
+        usage: None,
+        author: None,
+        attachments: Vec::new(),
+    };
+    if let Inserted::New(m) = state.store.message_insert(&message).await? {
+        state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
+    }
+    Ok(())
+}
+
+/// The worker: delivers due items until shutdown; woken by new work, else polls each second.
+pub async fn run(state: AppState) {
+    let http = Chatwoot::http_client(state.settings.store.upstream);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = state.operator_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let due = match state.store.outbox_due(now_ms(), 100).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the operator outbox failed");
+                continue;
+            }
+        };
+        let deliveries = due.into_iter().map(|item| {
+            let (state, http) = (state.clone(), http.clone());
+            async move { deliver(&state, &http, item).await }
+        });
+        futures_util::future::join_all(deliveries).await;
+    }
+}
+
+/// Why an item was not delivered this time.
+enum Failure {
+    /// Try again later (outage, 429, 5xx, timeout).
+    Retry(String, Option<Duration>),
+    /// It can't work (configuration, refused): dead-letter now.
+    Dead(String),
+}
+
+impl From<ChatwootError> for Failure {
+    fn from(e: ChatwootError) -> Failure {
+        if e.retryable() { Failure::Retry(e.to_string(), e.retry_after()) } else { Failure::Dead(e.to_string()) }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::Retry(format!("store: {e}"), None)
+    }
+}
+
+async fn deliver(state: &AppState, http: &reqwest::Client, item: OutboxItem) {
+    let Some(client) = state.registry.all().into_iter().find(|c| c.row.id == item.client_id) else {
+        let _ = state.store.outbox_dead(item.id, now_ms(), "the client no longer exists").await;
+        return;
+    };
+    let result = match connect(state, &client, http).await {
+        Ok(chatwoot) => match item.kind.as_str() {
+            "handoff" => hand_off(state, &chatwoot, &item).await,
+            "message" => forward_message(state, &chatwoot, &item).await,
+            other => Err(Failure::Dead(format!("unknown work kind {other}"))),
+        },
+        Err(f) => Err(f),
+    };
+    let now = now_ms();
+    let outcome = match result {
+        Ok(()) => state.store.outbox_done(item.id).await,
+        Err(Failure::Retry(why, after)) if now - item.created_at < MAX_AGE.as_millis() as i64 => {
+            let backoff = Duration::from_secs(1 << item.attempts.clamp(0, 6)).min(MAX_BACKOFF);
+            let next = now + after.unwrap_or(backoff).min(MAX_BACKOFF).as_millis() as i64;
+            tracing::warn!(client = %client.row.uid, item = item.id, kind = %item.kind, error = %why, "operator delivery failed; retrying");
+            state.store.outbox_retry(item.id, next, &why).await
+        }
+        Err(Failure::Retry(why, _) | Failure::Dead(why)) => {
+            tracing::error!(client = %client.row.uid, item = item.id, kind = %item.kind, error = %why, "operator delivery dead-lettered");
+            give_up(state, &item, &why).await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, item = item.id, "recording an operator delivery failed");
+    }
+}
+
+/// A dead item: kept for the admin; a hand-off that never arrived gives the bot back.
+async fn give_up(state: &AppState, item: &OutboxItem, why: &str) -> Result<(), StoreError> {
+    state.store.outbox_dead(item.id, now_ms(), why).await?;
+    if let Some(mut link) = state.store.operator_link(item.session_id).await?
+        && link.state == HandoffState::Waiting
+    {
+        link.state = HandoffState::Bot;
+        link.updated_at = now_ms();
+        state.store.operator_link_save(&link).await?;
+        notify_visitor(state, item.session_id, UNREACHABLE).await?;
+    }
+    Ok(())
+}
+
+async fn connect(state: &AppState, client: &ClientRuntime, http: &reqwest::Client) -> Result<Chatwoot, Failure> {
+    let s = &client.settings;
+    let uid = &client.row.uid;
+    let secret = |key: &str| match s.secret(&state.keys, uid, key) {
+        Some(Ok(v)) if !v.is_empty() => Ok(Some(v)),
+        Some(Err(e)) => Err(Failure::Dead(format!("{key}: {e}"))),
+        _ => Ok(None),
+    };
+    let base = url::Url::parse(s.get("operator_url")).map_err(|e| Failure::Dead(format!("operator_url: {e}")))?;
+    let admin_token = secret("operator_token")?.ok_or_else(|| Failure::Dead("operator_token is not set".into()))?;
+    let inbox_id = s
+        .get("operator_inbox_id")
+        .parse()
+        .map_err(|_| Failure::Dead("operator_inbox_id is not set: no hand-off without an inbox".into()))?;
+    let account_id = match s.get("operator_account_id").parse() {
+        Ok(id) => id,
+        Err(_) => Chatwoot::profile_account(http, &base, &admin_token).await?,
+    };
+    let config = ChatwootConfig { base, account_id, inbox_id, admin_token, bot_token: secret("operator_bot_token")? };
+    Ok(Chatwoot::new(config, http.clone())?)
+}
+
+/// Contact, conversation, the transcript for the agents, and the official hand-off.
+async fn hand_off(state: &AppState, chatwoot: &Chatwoot, item: &OutboxItem) -> Result<(), Failure> {
+    let job: HandoffJob = serde_json::from_str(&item.payload).map_err(|e| Failure::Dead(format!("bad job: {e}")))?;
+    let Some(mut link) = state.store.operator_link(item.session_id).await? else {
+        return Err(Failure::Dead("the session has no operator link".into()));
+    };
+    let session = state.store.session_by_id(item.session_id).await?;
+    let visitor = session.as_ref().and_then(|s| match (&s.visitor_name, &s.visitor_email) {
+        (Some(n), Some(e)) => Some(format!("{n} <{e}>")),
+        (Some(n), None) => Some(n.clone()),
+        (None, Some(e)) => Some(e.clone()),
+        (None, None) => None,
+    });
+    let conversation_ref = session.as_ref().map(|s| s.conversation_id.clone()).unwrap_or_default();
+    if link.contact_id.is_none() {
+        let contact = chatwoot
+            .find_or_create_contact(&NewContact {
+                inbox_id: chatwoot.inbox_id(),
+                source_id: link.source_id.clone(),
+                identifier: Some(link.source_id.clone()),
+                name: Some(match &session.as_ref().and_then(|s| s.visitor_name.clone()) {
+                    Some(n) => format!("{n} (unverified)"),
+                    None => "Website visitor".to_string(),
+                }),
+                custom_attributes: json!({
+                    "aia_conversation": conversation_ref,
+                    "unverified_name": session.as_ref().and_then(|s| s.visitor_name.clone()),
+                    "unverified_email": session.as_ref().and_then(|s| s.visitor_email.clone()),
+                }),
+            })
+            .await?;
+        link.contact_id = Some(contact.id);
+        state.store.operator_link_save(&link).await?;
+    }
+    let contact_id = link.contact_id.expect("set above");
+    if link.conversation_id.is_none() {
+        // A conversation made by an earlier attempt whose answer was lost is reused.
+        let earlier = chatwoot
+            .conversations_of_contact(contact_id)
+            .await?
+            .into_iter()
+            .find(|c| c.inbox_id == Some(chatwoot.inbox_id()) && c.status != "resolved");
+        let conversation = match earlier {
+            Some(c) => c,
+            None => {
+                chatwoot
+                    .create_conversation(&NewConversation {
+                        inbox_id: chatwoot.inbox_id(),
+                        contact_id,
+                        source_id: link.source_id.clone(),
+                        additional_attributes: json!({ "origin": "aia-chat", "page": job.page }),
+                        custom_attributes: json!({ "aia_conversation": conversation_ref }),
+                        first_message: None,
+                    })
+                    .await?
+            }
+        };
+        link.conversation_id = Some(conversation.id);
+        state.store.operator_link_save(&link).await?;
+    }
+    let conversation = link.conversation_id.expect("set above");
+    let (history, _) = state.store.messages_page(item.session_id, None, 50).await?;
+    let why = match job.why.as_str() {
+        "Asked" => Trigger::Asked,
+        "Model" => Trigger::Model,
+        "Unanswered" => Trigger::Unanswered,
+        _ => Trigger::Keyword,
+    };
+    let note = handoff::transcript(&history, why, job.page.as_deref(), visitor.as_deref());
+    let source = format!("{}h-{}", super::webhook::SOURCE_PREFIX, item.id);
+    post_once(
+        chatwoot,
+        conversation,
+        NewMessage { content: note, message_type: Direction::Outgoing, private: true, source_id: Some(source) },
+        true,
+    )
+    .await?;
+    chatwoot.toggle_status(conversation, "open", true).await?;
+    if link.state == HandoffState::Waiting {
+        link.state = HandoffState::Human;
+        link.updated_at = now_ms();
+        state.store.operator_link_save(&link).await?;
+    }
+    Ok(())
+}
+
+/// A visitor message to the conversation, as the customer's words.
+async fn forward_message(state: &AppState, chatwoot: &Chatwoot, item: &OutboxItem) -> Result<(), Failure> {
+    let job: MessageJob = serde_json::from_str(&item.payload).map_err(|e| Failure::Dead(format!("bad job: {e}")))?;
+    let link = state.store.operator_link(item.session_id).await?;
+    let Some(conversation) = link.and_then(|l| l.conversation_id) else {
+        // Behind a hand-off that is still on its way (FIFO keeps it behind), or one that died.
+        return Err(Failure::Dead("no operator conversation for this session".into()));
+    };
+    let source = format!("{}m-{}", super::webhook::SOURCE_PREFIX, job.seq);
+    let message =
+        NewMessage { content: job.text, message_type: Direction::Incoming, private: false, source_id: Some(source) };
+    post_once(chatwoot, conversation, message, false).await
+}
+
+/// Posts a message whose `source_id` makes it once-only: Chatwoot refusing a duplicate
+/// `source_id` means an earlier attempt got through.
+async fn post_once(chatwoot: &Chatwoot, conversation: i64, message: NewMessage, as_bot: bool) -> Result<(), Failure> {
+    match chatwoot.post_message(conversation, &message, as_bot).await {
+        Ok(_) => Ok(()),
+        Err(ChatwootError::Invalid(why)) if why.contains("source_id") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,163 @@
+//! The full loop with a person, against the fake Chatwoot on loopback: the visitor asks for a
+//! human, the hand-off reaches Chatwoot (contact, conversation, the transcript as a private
+//! note, the official bot hand-off), the visitor's next messages go to the agent, the agent's
+//! reply comes back through the signed webhook, and resolving gives the bot back. Then an
+//! outage: everything waits in the outbox and arrives exactly once.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::chatwoot_fake::{ADMIN_TOKEN, BOT_TOKEN, FakeChatwoot, FakeConversation, INBOX_SECRET};
+use crate::support::{TestApp, Ws};
+
+async fn operator_app(fake: &FakeChatwoot) -> TestApp {
+    let app = TestApp::spawn().await;
+    app.set_client(
+        "demo",
+        &[
+            &format!("operator_url={}", fake.base()),
+            &format!("operator_token={ADMIN_TOKEN}"),
+            &format!("operator_bot_token={BOT_TOKEN}"),
+            &format!("operator_webhook_secret={INBOX_SECRET}"),
+            "operator_account_id=2",
+            "operator_inbox_id=7",
+        ],
+    )
+    .await;
+    app
+}
+
+/// Waits (up to `limit`) until `ok` holds for the fake's state.
+async fn eventually<T>(limit: Duration, what: &str, mut ok: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = ok() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The next stored message frame's message.
+async fn next_message(ws: &mut Ws) -> serde_json::Value {
+    ws.next_of("message").await["message"].clone()
+}
+
+fn open_conversation(fake: &FakeChatwoot) -> Option<FakeConversation> {
+    fake.conversations().into_iter().find(|c| c.status == "open")
+}
+
+#[tokio::test]
+async fn ask_hand_off_reply_resolve_and_the_bot_again() {
+    let fake = FakeChatwoot::start().await;
+    let app = operator_app(&fake).await;
+    let config: serde_json::Value =
+        app.get("/api/data/ai_chat_bot?clientUid=demo", Some("http://localhost")).await.json().await.unwrap();
+    assert_eq!(config["operator"], true, "the widget may offer a person: {config}");
+
+    let (mut ws, _) = app.visitor(None).await;
+    let (_, answer) = ws.ask("q1", "How long does shipping take?").await;
+    assert_eq!(answer["role"], "assistant");
+
+    // Plain words ask for a person: no bot answer, the visitor is told what happens next.
+    ws.send(json!({"type": "message", "id": "q2", "text": "Can I talk to a human please?"})).await;
+    let echo = next_message(&mut ws).await;
+    assert_eq!((echo["role"].as_str(), echo["clientId"].as_str()), (Some("visitor"), Some("q2")));
+    let told = next_message(&mut ws).await;
+    assert_eq!(told["role"], "system");
+    assert!(told["text"].as_str().unwrap().contains("person from our team"), "{told}");
+
+    // Chatwoot gets a contact (unverified details in attributes), a conversation, the
+    // transcript as a private note by the bot, and the official hand-off.
+    let conversation =
+        eventually(Duration::from_secs(5), "the hand-off at Chatwoot", || open_conversation(&fake)).await;
+    assert_eq!(conversation.toggled_by.as_deref(), Some("agent_bot"), "{conversation:?}");
+    let contact = fake.contacts().into_iter().find(|c| c.id == conversation.contact_id).expect("the contact");
+    assert_eq!(contact.email, None, "never an email the visitor typed");
+    let notes = fake.messages(conversation.id);
+    let note = notes.iter().find(|m| m.private).expect("the transcript note");
+    let text = note.content.as_deref().unwrap();
+    assert!(text.contains("Visitor: How long does shipping take?") && text.contains("Can I talk to a human"), "{text}");
+    assert!(note.source_id.as_deref().is_some_and(|s| s.starts_with("aia-")), "{note:?}");
+
+    // The visitor's next message goes to the agent, not to the bot.
+    ws.send(json!({"type": "message", "id": "q3", "text": "My order 1001 is late."})).await;
+    let ack = ws.next_of("ack").await;
+    let source = format!("aia-m-{}", ack["seq"]);
+    let forwarded = eventually(Duration::from_secs(5), "the forwarded message", || {
+        fake.messages(conversation.id).into_iter().find(|m| m.source_id.as_deref() == Some(source.as_str()))
+    })
+    .await;
+    assert_eq!((forwarded.message_type, forwarded.content.as_deref()), (0, Some("My order 1001 is late.")));
+
+    // The agent answers; the signed webhook brings it to the visitor live.
+    let webhook = format!("{}/api/webhook", app.base);
+    let reply = fake.agent_writes(conversation.id, "Hi, I'm Sam. Your parcel left today.");
+    let delivered = fake.send_webhook(&webhook, &reply, Some(INBOX_SECRET)).await;
+    assert_eq!(delivered.status, Some(200), "{delivered:?}");
+    let shown = loop {
+        let m = next_message(&mut ws).await;
+        if m["role"] == "operator" {
+            break m;
+        }
+        assert_ne!(m["role"], "assistant", "the bot must stay quiet while a person has it: {m}");
+    };
+    assert_eq!(shown["text"], "Hi, I'm Sam. Your parcel left today.");
+
+    // Resolved: the visitor is told, and the bot answers again.
+    let resolved = fake.agent_sets_status(conversation.id, "resolved");
+    assert_eq!(fake.send_webhook(&webhook, &resolved, Some(INBOX_SECRET)).await.status, Some(200));
+    let back = next_message(&mut ws).await;
+    assert!(back["text"].as_str().unwrap().contains("assistant is here again"), "{back}");
+    let (_, again) = ws.ask("q4", "Do you ship to Austria?").await;
+    assert_eq!(again["role"], "assistant", "{again}");
+}
+
+#[tokio::test]
+async fn an_outage_delays_the_hand_off_and_every_message_arrives_once() {
+    let fake = FakeChatwoot::start().await;
+    let app = operator_app(&fake).await;
+    let (mut ws, _) = app.visitor(None).await;
+    fake.down().await;
+    ws.send(json!({"type": "handoff"})).await;
+    let told = next_message(&mut ws).await;
+    assert!(told["text"].as_str().unwrap().contains("person from our team"), "{told}");
+    let mut sources = Vec::new();
+    for (i, text) in ["First while you are away.", "Second.", "Third."].iter().enumerate() {
+        ws.send(json!({"type": "message", "id": format!("o{i}"), "text": text})).await;
+        let ack = ws.next_of("ack").await;
+        sources.push(format!("aia-m-{}", ack["seq"]));
+    }
+    // A resend of the same message during the outage is not forwarded twice.
+    ws.send(json!({"type": "message", "id": "o0", "text": "First while you are away."})).await;
+    assert_eq!(ws.next_of("ack").await["duplicate"], true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(fake.conversations().is_empty(), "nothing reached Chatwoot while it was down");
+    fake.up().await;
+    let conversation =
+        eventually(Duration::from_secs(15), "the hand-off after the outage", || open_conversation(&fake)).await;
+    let all = eventually(Duration::from_secs(15), "every forwarded message", || {
+        let messages = fake.messages(conversation.id);
+        sources.iter().all(|s| messages.iter().any(|m| m.source_id.as_deref() == Some(s.as_str()))).then_some(messages)
+    })
+    .await;
+    for s in &sources {
+        let n = all.iter().filter(|m| m.source_id.as_deref() == Some(s.as_str())).count();
+        assert_eq!(n, 1, "{s} arrived {n} times");
+    }
+    let texts: Vec<&str> = all.iter().filter(|m| m.message_type == 0).filter_map(|m| m.content.as_deref()).collect();
+    assert_eq!(texts, ["First while you are away.", "Second.", "Third."], "in order");
+}
+
+#[tokio::test]
+async fn without_an_operator_the_handoff_frame_is_refused() {
+    let app = TestApp::spawn().await;
+    let (mut ws, _) = app.visitor(None).await;
+    ws.send(json!({"type": "handoff"})).await;
+    assert_eq!(ws.next_of("error").await["code"], "no_operator");
+    // And "human" is just a word: the bot answers it.
+    let (_, answer) = ws.ask("h1", "Can I talk to a human?").await;
+    assert_eq!(answer["role"], "assistant");
+}
