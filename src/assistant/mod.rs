@@ -46,6 +46,8 @@ pub struct Reply {
     pub entry_id: Option<String>,
     /// Model tokens spent on this answer.
     pub usage: Option<TokenUsage>,
+    /// The model called `handoff_to_human` and this shop has a person to hand off to.
+    pub handoff: bool,
 }
 
 /// How sure retrieval must be before an entry is given as the answer.
@@ -71,6 +73,9 @@ pub struct Persona<'a> {
     pub bot_name: &'a str,
     /// Offered when nothing fits.
     pub contact_text: &'a str,
+    /// Whether a person can take over (a human operator is set up), so the model's
+    /// `handoff_to_human` really hands off instead of being told it is unavailable.
+    pub handoff: bool,
 }
 
 /// A client's language model, resolved from its settings.
@@ -160,6 +165,7 @@ pub async fn answer_with_model(
     let mut on_delta = on_delta;
     let mut text = String::new();
     let mut usage = TokenUsage::default();
+    let mut handoff = false;
     let mut tools_accepted = true;
     let mut round = 0;
     while round <= TOOL_ROUNDS {
@@ -215,15 +221,19 @@ pub async fn answer_with_model(
         let results = completion
             .tool_calls
             .iter()
-            .map(|c| ToolResult { call_id: c.id.clone(), content: tools::run(c) })
+            .map(|c| {
+                let (content, hands_off) = tools::run(c, persona.handoff);
+                handoff |= hands_off;
+                ToolResult { call_id: c.id.clone(), content }
+            })
             .collect();
         chat.turns.push(Turn::Assistant { text: completion.text, calls: completion.tool_calls });
         chat.turns.push(Turn::ToolResults(results));
     }
     if text.trim().is_empty() {
-        return (answer(knowledge, persona, confidence, question), None);
+        return (Reply { handoff, ..answer(knowledge, persona, confidence, question) }, None);
     }
-    (Reply { text: text.trim().to_string(), source: Source::Model, entry_id: None, usage: Some(usage) }, None)
+    (Reply { text: text.trim().to_string(), source: Source::Model, entry_id: None, usage: Some(usage), handoff }, None)
 }
 
 /// Answers `question` from `knowledge` alone.
@@ -237,9 +247,10 @@ pub fn answer(knowledge: &KnowledgeIndex, persona: Persona<'_>, confidence: Conf
                 source: Source::Knowledge,
                 entry_id: Some(entry.id.clone()),
                 usage: None,
+                handoff: false,
             }
         }
-        _ => Reply { text: dont_know(persona), source: Source::Fallback, entry_id: None, usage: None },
+        _ => Reply { text: dont_know(persona), source: Source::Fallback, entry_id: None, usage: None, handoff: false },
     }
 }
 
@@ -260,7 +271,7 @@ mod tests {
     #[test]
     fn demo_questions_and_unrelated_ones() {
         let index = KnowledgeIndex::build(demo_entries(), "en").unwrap();
-        let persona = Persona { bot_name: "Bot", contact_text: "Write to us." };
+        let persona = Persona { bot_name: "Bot", contact_text: "Write to us.", handoff: false };
         let c = Confidence::default();
         for (q, id) in [
             ("how long does shipping take", "shipping-time"),

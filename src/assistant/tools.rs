@@ -58,9 +58,10 @@ fn build() -> Vec<ToolSpec> {
     ]
 }
 
-/// The tool message content answering `call`. Nothing is wired to a real capability yet, so
-/// every known tool reports that it is not set up for this shop.
-pub fn run(call: &ToolCall) -> String {
+/// The tool message content answering `call`, and whether it hands the conversation to a
+/// person (`handoff`: this shop has one; the caller starts the hand-off once the answer is
+/// stored). Product search and tasks are not wired yet and say so.
+pub fn run(call: &ToolCall, handoff: bool) -> (String, bool) {
     let unavailable = |what: &str| {
         json!({
             "ok": false,
@@ -71,13 +72,18 @@ pub fn run(call: &ToolCall) -> String {
     let result = match (call.name.as_str(), &call.arguments) {
         (_, Err(why)) => json!({"ok": false, "error": "invalid_arguments", "message": why}),
         ("search_products", Ok(_)) => unavailable("Product search"),
+        ("handoff_to_human", Ok(_)) if handoff => {
+            let message = "A person from the shop's team has been asked to join this chat. Tell the visitor, in one \
+                           short sentence, that they will reply right here.";
+            return (json!({"ok": true, "message": message}).to_string(), true);
+        }
         ("handoff_to_human", Ok(_)) => unavailable("Handing the conversation to a person"),
         ("create_task", Ok(_)) => unavailable("Creating a follow-up task"),
         (other, Ok(_)) => {
             json!({"ok": false, "error": "unknown_tool", "message": format!("There is no tool named {other}.")})
         }
     };
-    result.to_string()
+    (result.to_string(), false)
 }
 
 #[cfg(test)]
@@ -93,12 +99,20 @@ mod tests {
     fn every_call_gets_an_answer_the_model_can_use() {
         let names: Vec<&str> = declarations().iter().map(|t| t.name).collect();
         assert_eq!(names, ["search_products", "handoff_to_human", "create_task"]);
-        let r: Value = serde_json::from_str(&run(&call("search_products", Ok(json!({"query": "kettle"}))))).unwrap();
-        assert_eq!((r["ok"].as_bool(), r["error"].as_str()), (Some(false), Some("not_configured")));
-        let r: Value =
-            serde_json::from_str(&run(&call("create_task", Err("arguments were not valid JSON".into())))).unwrap();
+        let answer = |name: &str, args: Result<Value, String>, handoff: bool| {
+            let (text, hands_off) = run(&call(name, args), handoff);
+            (serde_json::from_str::<Value>(&text).unwrap(), hands_off)
+        };
+        let (r, h) = answer("search_products", Ok(json!({"query": "kettle"})), true);
+        assert_eq!((r["ok"].as_bool(), r["error"].as_str(), h), (Some(false), Some("not_configured"), false));
+        let (r, _) = answer("create_task", Err("arguments were not valid JSON".into()), true);
         assert_eq!(r["error"], "invalid_arguments");
-        let r: Value = serde_json::from_str(&run(&call("delete_shop", Ok(json!({}))))).unwrap();
+        let (r, _) = answer("delete_shop", Ok(json!({})), true);
         assert_eq!(r["error"], "unknown_tool");
+        // A hand-off happens only where a person can take over.
+        let (r, h) = answer("handoff_to_human", Ok(json!({"reason": "wants a refund"})), false);
+        assert_eq!((r["error"].as_str(), h), (Some("not_configured"), false));
+        let (r, h) = answer("handoff_to_human", Ok(json!({"reason": "wants a refund"})), true);
+        assert_eq!((r["ok"].as_bool(), h), (Some(true), true));
     }
 }

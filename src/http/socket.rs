@@ -587,7 +587,11 @@ async fn answer(
     let result = async {
         let Some(client) = state.registry.get(&uid) else { return Ok(()) };
         let persona =
-            Persona { bot_name: client.settings.get("bot_name"), contact_text: client.settings.get("contact_text") };
+            Persona {
+                bot_name: client.settings.get("bot_name"),
+                contact_text: client.settings.get("contact_text"),
+                handoff: relay::configured(&client),
+            };
         let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &turn.text);
         let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
             None => builtin(),
@@ -674,7 +678,10 @@ async fn answer(
         }
         if let Inserted::New(m) = stored_answer {
             state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
-            if m.source.as_deref() == Some("fallback") && relay::configured(&client) {
+            if reply.handoff {
+                let page = page.as_ref().and_then(|p| p.url.clone());
+                relay::start_handoff(&state, &client, session, handoff::Trigger::Model, page).await?;
+            } else if m.source.as_deref() == Some("fallback") && relay::configured(&client) {
                 hand_off_if_stuck(&state, &client, session, page.as_ref()).await?;
             }
         }

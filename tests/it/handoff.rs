@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::chatwoot_fake::{ADMIN_TOKEN, BOT_TOKEN, FakeChatwoot, FakeConversation, INBOX_SECRET};
+use crate::model_fake::{FakeModel, Script, text_stream, tool_stream};
 use crate::support::{TestApp, Ws};
 
 async fn operator_app(fake: &FakeChatwoot) -> TestApp {
@@ -160,4 +161,28 @@ async fn without_an_operator_the_handoff_frame_is_refused() {
     // And "human" is just a word: the bot answers it.
     let (_, answer) = ws.ask("h1", "Can I talk to a human?").await;
     assert_eq!(answer["role"], "assistant");
+}
+
+/// The model's `handoff_to_human` call, in the contract's tool-call stream shape.
+fn handoff_call() -> Script {
+    let Script::Stream(pieces) = tool_stream() else { unreachable!("tool_stream is a stream") };
+    let renamed = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap().replace("search_products", "handoff_to_human");
+    Script::Stream(pieces.into_iter().map(|(pause, bytes)| (pause, renamed(bytes).into_bytes())).collect())
+}
+
+#[tokio::test]
+async fn the_model_hands_off_when_a_person_can_take_over() {
+    let fake = FakeChatwoot::start().await;
+    let model = FakeModel::start(vec![handoff_call(), text_stream(Duration::ZERO)]).await;
+    let app = operator_app(&fake).await;
+    app.set_client("demo", &[&format!("model_url={}", model.base())]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    let (_, answer) = ws.ask("m1", "My lamp arrived broken and I want my money back.").await;
+    assert_eq!((answer["source"].as_str(), answer["text"].as_str()), (Some("model"), Some("Yes, we do.")));
+    let told = next_message(&mut ws).await;
+    assert!(told["text"].as_str().unwrap().contains("person from our team"), "{told}");
+    let conversation =
+        eventually(Duration::from_secs(5), "the hand-off at Chatwoot", || open_conversation(&fake)).await;
+    let note = fake.messages(conversation.id).into_iter().find(|m| m.private).expect("the transcript");
+    assert!(note.content.unwrap().contains("the assistant decided a person should take over"));
 }
