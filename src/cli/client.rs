@@ -95,6 +95,16 @@ pub async fn run(args: &StoreArgs, command: ClientCommand) -> anyhow::Result<()>
                     "model use yesterday", yesterday.answers, yesterday.tokens.prompt, yesterday.tokens.completion
                 );
             }
+            let dead = store.outbox_dead_letters(row.id).await?;
+            if let Some(last) = dead.first() {
+                println!(
+                    "  {:<20} {} undelivered to the operator; latest {}: {}",
+                    "operator failures",
+                    dead.len(),
+                    crate::realtime::protocol::rfc3339_ms(last.dead_at.unwrap_or(last.created_at)),
+                    last.last_error.as_deref().unwrap_or("unknown")
+                );
+            }
             for note in notes(&s) {
                 println!("note: {note}");
             }
@@ -146,6 +156,9 @@ fn notes(s: &ClientSettings) -> Vec<&'static str> {
     }
     if !s.is_set("model_token") && s.get("model_url").is_empty() {
         notes.push("no model configured: the assistant answers from the knowledge base on its own");
+    }
+    if !s.get("operator_url").is_empty() && s.get("operator_inbox_id").is_empty() {
+        notes.push("operator_inbox_id is empty: no hand-off to Chatwoot until it names the API inbox");
     }
     if s.get("operator_allow_unsigned_webhooks") == "on" {
         notes.push(

@@ -150,6 +150,27 @@ async fn an_outage_delays_the_hand_off_and_every_message_arrives_once() {
     }
     let texts: Vec<&str> = all.iter().filter(|m| m.message_type == 0).filter_map(|m| m.content.as_deref()).collect();
     assert_eq!(texts, ["First while you are away.", "Second.", "Third."], "in order");
+    let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+    assert!(!show.contains("operator failures"), "nothing was lost: {show}");
+}
+
+#[tokio::test]
+async fn a_refused_hand_off_is_dead_lettered_the_visitor_told_and_the_admin_shown() {
+    let fake = FakeChatwoot::start().await;
+    let app = operator_app(&fake).await;
+    // A wrong token: Chatwoot answers 401, which no retry will fix.
+    app.set_client("demo", &["operator_token=not-a-valid-token"]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    ws.send(json!({"type": "handoff"})).await;
+    assert!(next_message(&mut ws).await["text"].as_str().unwrap().contains("person from our team"));
+    let sorry = next_message(&mut ws).await;
+    assert!(sorry["text"].as_str().unwrap().contains("couldn't reach our team"), "{sorry}");
+    let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+    assert!(show.contains("operator failures") && show.contains("1 undelivered"), "{show}");
+    assert!(!show.contains("not-a-valid-token"), "{show}");
+    // The bot answers again.
+    let (_, answer) = ws.ask("d1", "How long does shipping take?").await;
+    assert_eq!(answer["role"], "assistant");
 }
 
 #[tokio::test]
