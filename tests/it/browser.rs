@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::chatwoot_fake::{ADMIN_TOKEN, BOT_TOKEN, FakeChatwoot, INBOX_SECRET};
 use crate::model_fake::{FakeModel, text_stream};
 use crate::support::{TestApp, count_run, http, loud_skip};
 
@@ -65,7 +66,8 @@ async fn widget_in_a_real_browser() {
 
     let run = tokio::time::timeout(RUN_LIMIT, async {
         let n = checks(&client, &app, &forbidden).await + site_checks(&client, &app, &shop).await;
-        n + host_api_checks(&client, &app, &shop).await + restart_check(&client, app, &shop).await
+        let n = n + host_api_checks(&client, &app, &shop).await + operator_check(&client, &app, &shop).await;
+        n + restart_check(&client, app, &shop).await
     });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
     if !matches!(outcome, Ok(Ok(_))) {
@@ -433,6 +435,64 @@ async fn host_api_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
     wait_until(client, "a new session token", || async { token().await != old }).await;
     ask(client, question).await;
     wait_for(client, "an answer in the new conversation", |w| w.answered(question, "working days")).await;
+    1
+}
+
+/// Check 17b, [operator]: the visitor asks for a person with the widget's action, the
+/// hand-off reaches the fake Chatwoot, and the agent's reply (a signed webhook) shows in the
+/// widget as an operator message with the agent's name; resolving gives the bot back.
+async fn operator_check(client: &Client, app: &TestApp, shop: &str) -> usize {
+    let fake = FakeChatwoot::start().await;
+    app.set_client(
+        "demo",
+        &[
+            &format!("operator_url={}", fake.base()),
+            &format!("operator_token={ADMIN_TOKEN}"),
+            &format!("operator_bot_token={BOT_TOKEN}"),
+            &format!("operator_webhook_secret={INBOX_SECRET}"),
+            "operator_account_id=2",
+            "operator_inbox_id=7",
+        ],
+    )
+    .await;
+    client.goto(&format!("{shop}/body")).await.unwrap();
+    wait_for(client, "the launcher", |_| true).await;
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    wait_for(client, "the panel", |w| w.panel_shown).await;
+    part(client, ".aia-human").await.click().await.unwrap();
+    wait_for(client, "the hand-off notice", |w| {
+        w.messages.iter().any(|m| m.role == "system" && m.text.contains("person from our team"))
+    })
+    .await;
+    let deadline = Instant::now() + WAIT;
+    let conversation = loop {
+        if let Some(c) = fake.conversations().into_iter().find(|c| c.status == "open") {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the hand-off never reached Chatwoot");
+        tokio::time::sleep(POLL).await;
+    };
+    let webhook = format!("{}/api/webhook", app.base);
+    let reply = fake.agent_writes(conversation.id, "Hi, I'm Sam from the shop. How can I help?");
+    assert_eq!(fake.send_webhook(&webhook, &reply, Some(INBOX_SECRET)).await.status, Some(200));
+    wait_for(client, "the operator's reply", |w| {
+        w.messages.iter().any(|m| m.role == "operator" && m.text == "Hi, I'm Sam from the shop. How can I help?")
+    })
+    .await;
+    let shown = client
+        .execute(
+            r#"const r = document.getElementById("aia-chat-root").shadowRoot;
+            return [r.querySelector(".aia-msg-operator .aia-who").textContent, r.querySelector(".aia-status").textContent,
+                    r.querySelector(".aia-human").hidden];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown, json!(["Sam Agent", "A person is answering", true]), "the operator's name and the status");
+    let resolved = fake.agent_sets_status(conversation.id, "resolved");
+    assert_eq!(fake.send_webhook(&webhook, &resolved, Some(INBOX_SECRET)).await.status, Some(200));
+    wait_for(client, "the bot back", |w| w.messages.iter().any(|m| m.text.contains("assistant is here again"))).await;
+    app.set_client("demo", &["operator_url="]).await;
     1
 }
 
