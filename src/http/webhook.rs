@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, client_ip};
 use crate::app::AppState;
 use crate::ids::now_ms;
+use crate::operator::relay;
 use crate::operator::signature::{self, SignatureError};
 use crate::operator::webhook::{Effect, Owner, Webhook};
 use crate::realtime::protocol::{ServerFrame, TypingRole};
 use crate::registry::ClientRuntime;
-use crate::store::{Attachment, Author, HandoffState, Inserted, NewMessage, OperatorLink, Role, StoreError};
+use crate::store::{Attachment, Author, HandoffState, NewMessage, OperatorLink, Role, StoreError};
 
 /// Largest webhook body accepted (Chatwoot's message payloads are a few KB).
 pub const MAX_BODY: usize = 256 * 1024;
@@ -245,23 +246,10 @@ async fn store_message(
     attachments: Vec<Attachment>,
 ) -> Result<bool, ApiError> {
     let message = NewMessage {
-        session_id: session,
-        role,
-        text: text.to_string(),
         client_msg_id: chatwoot_id.map(|id| format!("chatwoot#{id}")),
-        reply_to: None,
-        source: None,
-        entry_id: None,
-        created_at: now_ms(),
-        usage: None,
         author,
         attachments,
+        ..relay::server_message(session, role, text)
     };
-    match state.store.message_insert(&message).await.map_err(|e| ApiError::internal(&e))? {
-        Inserted::New(m) => {
-            state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
-            Ok(true)
-        }
-        Inserted::Duplicate(_) => Ok(false),
-    }
+    relay::show(state, &message).await.map_err(|e| ApiError::internal(&e))
 }

@@ -110,11 +110,12 @@ pub async fn forward(state: &AppState, client_id: i64, session: i64, seq: i64, t
     Ok(())
 }
 
-/// Stores a system message for the visitor and sends it to every socket of the session.
-async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<(), StoreError> {
-    let message = crate::store::NewMessage {
+/// A message from our side of the conversation (a notice, an operator's reply): the fields a
+/// visitor message or an answer would carry are empty.
+pub fn server_message(session: i64, role: Role, text: &str) -> crate::store::NewMessage {
+    crate::store::NewMessage {
         session_id: session,
-        role: Role::System,
+        role,
         text: text.to_string(),
         client_msg_id: None,
         reply_to: None,
@@ -124,11 +125,24 @@ async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<()
         usage: None,
         author: None,
         attachments: Vec::new(),
-    };
-    if let Inserted::New(m) = state.store.message_insert(&message).await? {
-        state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
     }
-    Ok(())
+}
+
+/// Stores `message` and sends it to every socket of its session; `false` when it was stored
+/// before (the same Chatwoot message delivered twice).
+pub async fn show(state: &AppState, message: &crate::store::NewMessage) -> Result<bool, StoreError> {
+    match state.store.message_insert(message).await? {
+        Inserted::New(m) => {
+            state.hub.send(m.session_id, &ServerFrame::Message { message: (&m).into() }.encode());
+            Ok(true)
+        }
+        Inserted::Duplicate(_) => Ok(false),
+    }
+}
+
+/// Stores a system message for the visitor and sends it to every socket of the session.
+async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<(), StoreError> {
+    show(state, &server_message(session, Role::System, text)).await.map(|_| ())
 }
 
 /// The worker: delivers due items until shutdown; woken by new work, else polls each second.
