@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::chatwoot_fake::{ADMIN_TOKEN, BOT_TOKEN, FakeChatwoot, INBOX_SECRET};
+use crate::chatwoot_fake::{FakeChatwoot, INBOX_SECRET};
 use crate::model_fake::{FakeModel, text_stream};
 use crate::support::{TestApp, count_run, http, loud_skip};
 
@@ -443,18 +443,8 @@ async fn host_api_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
 /// widget as an operator message with the agent's name; resolving gives the bot back.
 async fn operator_check(client: &Client, app: &TestApp, shop: &str) -> usize {
     let fake = FakeChatwoot::start().await;
-    app.set_client(
-        "demo",
-        &[
-            &format!("operator_url={}", fake.base()),
-            &format!("operator_token={ADMIN_TOKEN}"),
-            &format!("operator_bot_token={BOT_TOKEN}"),
-            &format!("operator_webhook_secret={INBOX_SECRET}"),
-            "operator_account_id=2",
-            "operator_inbox_id=7",
-        ],
-    )
-    .await;
+    let pairs = fake.client_settings();
+    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
     client.goto(&format!("{shop}/body")).await.unwrap();
     wait_for(client, "the launcher", |_| true).await;
     part(client, ".aia-launcher").await.click().await.unwrap();

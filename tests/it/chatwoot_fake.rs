@@ -500,6 +500,18 @@ impl FakeChatwoot {
         status_changed(&self.webhook_conv(id), status)
     }
 
+    /// The `client set` pairs that point a chat client at this fake (tokens, secret, ids).
+    pub fn client_settings(&self) -> Vec<String> {
+        vec![
+            format!("operator_url={}", self.base()),
+            format!("operator_token={ADMIN_TOKEN}"),
+            format!("operator_bot_token={BOT_TOKEN}"),
+            format!("operator_webhook_secret={INBOX_SECRET}"),
+            format!("operator_account_id={ACCOUNT_ID}"),
+            format!("operator_inbox_id={INBOX_ID}"),
+        ]
+    }
+
     /// Sends a webhook as Chatwoot does (see [`send_webhook`]).
     pub async fn send_webhook(&self, url: &str, body: &Value, secret: Option<&str>) -> Delivered {
         send_webhook(url, body, secret).await

@@ -8,24 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::chatwoot_fake::{ADMIN_TOKEN, BOT_TOKEN, FakeChatwoot, FakeConversation, INBOX_SECRET};
+use crate::chatwoot_fake::{FakeChatwoot, FakeConversation, INBOX_SECRET};
 use crate::model_fake::{FakeModel, Script, text_stream, tool_stream};
 use crate::support::{TestApp, Ws};
 
 async fn operator_app(fake: &FakeChatwoot) -> TestApp {
     let app = TestApp::spawn().await;
-    app.set_client(
-        "demo",
-        &[
-            &format!("operator_url={}", fake.base()),
-            &format!("operator_token={ADMIN_TOKEN}"),
-            &format!("operator_bot_token={BOT_TOKEN}"),
-            &format!("operator_webhook_secret={INBOX_SECRET}"),
-            "operator_account_id=2",
-            "operator_inbox_id=7",
-        ],
-    )
-    .await;
+    let pairs = fake.client_settings();
+    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
     app
 }
 
