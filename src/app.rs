@@ -47,6 +47,8 @@ pub struct StateInner {
     pub model_breakers: crate::model::breaker::Breakers,
     /// Wakes the operator outbox worker when new work is queued.
     pub operator_wake: tokio::sync::Notify,
+    /// What was learned from each client's Chatwoot (account, inbox checked).
+    pub operator_discovery: crate::operator::relay::Discovery,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -129,6 +131,7 @@ impl App {
                 tasks: TaskTracker::new(),
                 answering: Mutex::new(HashSet::new()),
                 operator_wake: tokio::sync::Notify::new(),
+                operator_discovery: Default::default(),
                 ready: AtomicBool::new(false),
             }),
         };

@@ -4,6 +4,7 @@
 
 pub mod chatwoot;
 pub mod handoff;
+pub mod inbound;
 pub mod relay;
 pub mod signature;
 pub mod webhook;

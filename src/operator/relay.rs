@@ -170,7 +170,7 @@ pub async fn run(state: AppState) {
 }
 
 /// Why an item was not delivered this time.
-enum Failure {
+pub enum Failure {
     /// Try again later (outage, 429, 5xx, timeout).
     Retry(String, Option<Duration>),
     /// It can't work (configuration, refused): dead-letter now.
@@ -195,7 +195,7 @@ async fn deliver(state: &AppState, http: &reqwest::Client, item: OutboxItem) {
         return;
     };
     let result = match connect(state, &client, http).await {
-        Ok(chatwoot) => match item.kind.as_str() {
+        Ok((chatwoot, _)) => match item.kind.as_str() {
             "handoff" => hand_off(state, &chatwoot, &item).await,
             "message" => forward_message(state, &chatwoot, &item).await,
             other => Err(Failure::Dead(format!("unknown work kind {other}"))),
@@ -235,7 +235,42 @@ async fn give_up(state: &AppState, item: &OutboxItem, why: &str) -> Result<(), S
     Ok(())
 }
 
-async fn connect(state: &AppState, client: &ClientRuntime, http: &reqwest::Client) -> Result<Chatwoot, Failure> {
+/// What was learned from Chatwoot about each client's operator settings, per settings
+/// version: the token's account (when `operator_account_id` is empty) and the inbox, checked
+/// to be an API channel. Asked once per version, not before every delivery.
+#[derive(Default)]
+pub struct Discovery {
+    known: std::sync::Mutex<std::collections::HashMap<i64, Discovered>>,
+}
+
+/// One client's discovered facts.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    settings_version: i64,
+    pub account_id: i64,
+    /// The inbox's Client API identifier (the ActionCable way needs it).
+    pub inbox_identifier: Option<String>,
+}
+
+impl Discovery {
+    fn get(&self, client: &ClientRuntime) -> Option<Discovered> {
+        let known = self.known.lock().expect("discovery lock");
+        known.get(&client.row.id).filter(|d| d.settings_version == client.row.settings_version).cloned()
+    }
+
+    fn put(&self, client: &ClientRuntime, found: Discovered) {
+        self.known.lock().expect("discovery lock").insert(client.row.id, found);
+    }
+}
+
+/// A Chatwoot client for `client`'s settings, with its account and inbox checked once per
+/// settings version. An empty `operator_webhook_secret` is filled with the inbox's own secret
+/// (read with the admin token), so webhooks are signed without the admin copying it.
+pub async fn connect(
+    state: &AppState,
+    client: &ClientRuntime,
+    http: &reqwest::Client,
+) -> Result<(Chatwoot, Discovered), Failure> {
     let s = &client.settings;
     let uid = &client.row.uid;
     let secret = |key: &str| match s.secret(&state.keys, uid, key) {
@@ -249,12 +284,51 @@ async fn connect(state: &AppState, client: &ClientRuntime, http: &reqwest::Clien
         .get("operator_inbox_id")
         .parse()
         .map_err(|_| Failure::Dead("operator_inbox_id is not set: no hand-off without an inbox".into()))?;
+    let bot_token = secret("operator_bot_token")?;
+    if let Some(known) = state.operator_discovery.get(client) {
+        let config = ChatwootConfig { base, account_id: known.account_id, inbox_id, admin_token, bot_token };
+        return Ok((Chatwoot::new(config, http.clone())?, known));
+    }
     let account_id = match s.get("operator_account_id").parse() {
         Ok(id) => id,
         Err(_) => Chatwoot::profile_account(http, &base, &admin_token).await?,
     };
-    let config = ChatwootConfig { base, account_id, inbox_id, admin_token, bot_token: secret("operator_bot_token")? };
-    Ok(Chatwoot::new(config, http.clone())?)
+    let config = ChatwootConfig { base, account_id, inbox_id, admin_token, bot_token };
+    let chatwoot = Chatwoot::new(config, http.clone())?;
+    let inbox = chatwoot.inbox(inbox_id).await?;
+    inbox.ensure_api()?;
+    let mut settings_version = client.row.settings_version;
+    if !s.is_set("operator_webhook_secret") {
+        match &inbox.secret {
+            Some(found) if !found.is_empty() => {
+                settings_version = keep_webhook_secret(state, client, found).await?;
+                tracing::info!(client = %uid, inbox = inbox_id, "read the inbox's webhook secret from Chatwoot");
+            }
+            _ if s.get("operator_allow_unsigned_webhooks") != "on" => tracing::warn!(
+                client = %uid,
+                inbox = inbox_id,
+                "the Chatwoot inbox has no webhook secret (Chatwoot before 4.13): its webhooks will be refused \
+                 unless operator_allow_unsigned_webhooks=on"
+            ),
+            _ => {}
+        }
+    }
+    let found = Discovered { settings_version, account_id, inbox_identifier: inbox.inbox_identifier.clone() };
+    state.operator_discovery.put(client, found.clone());
+    Ok((chatwoot, found))
+}
+
+/// Stores the inbox's webhook secret as the client's (sealed) setting and makes the running
+/// server use it before the first webhook can arrive; the client's new settings version.
+async fn keep_webhook_secret(state: &AppState, client: &ClientRuntime, secret: &str) -> Result<i64, Failure> {
+    let updates = [("operator_webhook_secret".to_string(), secret.to_string())];
+    let writes = client
+        .settings
+        .plan(&client.row.uid, &updates, state.settings.store.upstream, &state.keys)
+        .map_err(|e| Failure::Dead(format!("operator_webhook_secret: {e}")))?;
+    state.store.settings_put(client.row.id, &writes).await?;
+    state.registry.sync(&*state.store).await?;
+    Ok(state.registry.get(&client.row.uid).map_or(client.row.settings_version, |c| c.row.settings_version))
 }
 
 /// Contact, conversation, the transcript for the agents, and the official hand-off.

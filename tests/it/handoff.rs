@@ -197,3 +197,62 @@ async fn the_model_hands_off_when_a_person_can_take_over() {
     let note = fake.messages(conversation.id).into_iter().find(|m| m.private).expect("the transcript");
     assert!(note.content.unwrap().contains("the assistant decided a person should take over"));
 }
+
+/// Only the URL, the token and the inbox: the account comes from the token's profile and the
+/// webhook secret from the inbox, so the first webhook is already verified.
+#[tokio::test]
+async fn the_account_and_the_webhook_secret_are_read_from_chatwoot() {
+    let fake = FakeChatwoot::start().await;
+    let app = TestApp::spawn().await;
+    let pairs: Vec<String> = fake
+        .client_settings()
+        .into_iter()
+        .filter(|p| !p.starts_with("operator_webhook_secret=") && !p.starts_with("operator_account_id="))
+        .collect();
+    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (mut ws, _) = app.visitor(None).await;
+    ws.send(json!({"type": "handoff"})).await;
+    next_message(&mut ws).await;
+    let conversation =
+        eventually(Duration::from_secs(5), "the hand-off at Chatwoot", || open_conversation(&fake)).await;
+    let seen = fake.seen();
+    assert!(seen.iter().any(|r| r.path == "/api/v1/profile"), "the account from the profile");
+    assert!(seen.iter().any(|r| r.path == "/api/v1/accounts/2/inboxes/7"), "the inbox was read");
+    let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+    let line = show.lines().find(|l| l.contains("operator_webhook_secret")).expect("the secret's row");
+    assert!(line.contains("set") && !show.contains(INBOX_SECRET), "kept, never shown: {line}");
+    // Signed with the inbox's secret: accepted at once.
+    let reply = fake.agent_writes(conversation.id, "Hello from Sam.");
+    let delivered = fake.send_webhook(&format!("{}/api/webhook", app.base), &reply, Some(INBOX_SECRET)).await;
+    assert_eq!(delivered.status, Some(200), "{delivered:?}");
+    assert_eq!(next_message(&mut ws).await["text"], "Hello from Sam.");
+    // A second hand-off later does not ask Chatwoot about the inbox again.
+    fake.clear_seen();
+    let resolved = fake.agent_sets_status(conversation.id, "resolved");
+    fake.send_webhook(&format!("{}/api/webhook", app.base), &resolved, Some(INBOX_SECRET)).await;
+    next_message(&mut ws).await;
+    ws.send(json!({"type": "handoff"})).await;
+    eventually(Duration::from_secs(5), "the second hand-off", || {
+        fake.seen().iter().any(|r| r.path.ends_with("/toggle_status")).then_some(())
+    })
+    .await;
+    assert!(!fake.seen().iter().any(|r| r.path.contains("/inboxes/") || r.path == "/api/v1/profile"));
+}
+
+/// An inbox that isn't an API channel can't relay the visitor's words: refused with a message
+/// that says what to do, the visitor gets the bot back.
+#[tokio::test]
+async fn a_hand_off_into_a_non_api_inbox_is_refused_clearly() {
+    let fake = FakeChatwoot::start().await;
+    fake.add_inbox(9, "Channel::WebWidget", None);
+    let app = operator_app(&fake).await;
+    app.set_client("demo", &["operator_inbox_id=9"]).await;
+    let (mut ws, _) = app.visitor(None).await;
+    ws.send(json!({"type": "handoff"})).await;
+    next_message(&mut ws).await;
+    let sorry = next_message(&mut ws).await;
+    assert!(sorry["text"].as_str().unwrap().contains("couldn't reach our team"), "{sorry}");
+    let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+    assert!(show.contains("Channel::WebWidget") && show.contains("API-channel inbox"), "{show}");
+    assert!(fake.conversations().is_empty());
+}
