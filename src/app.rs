@@ -49,6 +49,8 @@ pub struct StateInner {
     pub operator_wake: tokio::sync::Notify,
     /// What was learned from each client's Chatwoot (account, inbox checked).
     pub operator_discovery: crate::operator::relay::Discovery,
+    /// The HTTP client for every Chatwoot (one connection pool).
+    pub operator_http: reqwest::Client,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -119,6 +121,7 @@ impl App {
                     settings.store.upstream,
                     crate::model::client::Timeouts::default().connect,
                 ),
+                operator_http: crate::operator::chatwoot::Chatwoot::http_client(settings.store.upstream),
                 model_breakers: Default::default(),
                 usage_meter: Default::default(),
                 limits: Limits::new(settings.limits),
@@ -154,6 +157,7 @@ impl App {
         let background = spawn_background(&state);
         let schedule = spawn_schedule(&state);
         let operator = tokio::spawn(crate::operator::relay::run(state.clone()));
+        let cable = tokio::spawn(crate::operator::cable::run(state.clone()));
         let router = http::router(state.clone());
         let token = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -177,6 +181,7 @@ impl App {
         background.abort();
         schedule.abort();
         operator.abort();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cable).await;
         Ok(())
     }
 }

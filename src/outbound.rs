@@ -20,20 +20,70 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> =
-                resolved.iter().copied().filter(|a| policy.check_ip(a.ip()).is_ok()).collect();
-            if allowed.is_empty() {
-                let why = match resolved.first().map(|a| policy.check_ip(a.ip())) {
-                    Some(Err(e)) => format!("{host} {e}"),
-                    _ => format!("{host} did not resolve"),
-                };
-                return Err(why.into());
-            }
+            let allowed = resolve(policy, name.as_str(), 0).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
+}
+
+/// The addresses of `host` the upstream policy allows; an error naming the host when none is.
+pub async fn resolve(policy: UpstreamPolicy, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let allowed: Vec<SocketAddr> = resolved.iter().copied().filter(|a| policy.check_ip(a.ip()).is_ok()).collect();
+    if allowed.is_empty() {
+        let why = match resolved.first().map(|a| policy.check_ip(a.ip())) {
+            Some(Err(e)) => format!("{host} {e}"),
+            _ => format!("{host} did not resolve"),
+        };
+        return Err(std::io::Error::other(why));
+    }
+    Ok(allowed)
+}
+
+/// A byte stream a WebSocket runs over: plain TCP or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// An outbound WebSocket (`ws://` or `wss://`, an http(s) URL counts as its ws(s) twin), with
+/// the same guards as HTTP: the host resolved through the upstream policy, TLS checked against
+/// the platform's roots, and `timeout` for connecting and the handshake together.
+pub async fn websocket(
+    policy: UpstreamPolicy,
+    url: &url::Url,
+    timeout: Duration,
+) -> Result<tokio_tungstenite::WebSocketStream<Box<dyn Io>>, String> {
+    let tls = match url.scheme() {
+        "ws" | "http" => false,
+        "wss" | "https" => true,
+        other => return Err(format!("{other}: not a WebSocket URL")),
+    };
+    let host = url.host_str().ok_or("the URL has no host")?.to_string();
+    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+    let mut target = url.clone();
+    let _ = target.set_scheme(if tls { "wss" } else { "ws" });
+    let connect = async {
+        let addrs = resolve(policy, &host, port).await.map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(&addrs[..]).await.map_err(|e| format!("{host}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = if tls {
+            use rustls_platform_verifier::ConfigVerifierExt;
+            install_crypto_provider();
+            let config = rustls::ClientConfig::with_platform_verifier().map_err(|e| format!("TLS: {e}"))?;
+            let name = rustls::pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+                .map_err(|e| format!("{host}: {e}"))?
+                .to_owned();
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            Box::new(connector.connect(name, tcp).await.map_err(|e| format!("TLS with {host}: {e}"))?)
+        } else {
+            Box::new(tcp)
+        };
+        let (socket, _) = tokio_tungstenite::client_async(target.as_str(), stream)
+            .await
+            .map_err(|e| format!("WebSocket handshake with {host}: {e}"))?;
+        Ok(socket)
+    };
+    tokio::time::timeout(timeout, connect).await.map_err(|_| format!("{host}: no connection within {timeout:?}"))?
 }
 
 /// A request error as text without its URL, which may carry query-string credentials.

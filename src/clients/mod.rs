@@ -149,6 +149,17 @@ pub fn normalize(def: &SettingDef, raw: &str, policy: UpstreamPolicy) -> Result<
         Kind::Select(options) if options.contains(&trimmed) => trimmed.to_string(),
         Kind::Select(options) => return Err(invalid(key, format!("must be one of {}", options.join(", ")))),
         Kind::UpstreamUrl => policy.check_url(trimmed).map_err(|e| invalid(key, e.to_string()))?.to_string(),
+        Kind::UpstreamSocketUrl => {
+            let mut url = url::Url::parse(trimmed).map_err(|_| invalid(key, "is not a valid URL"))?;
+            let twin = match url.scheme() {
+                "ws" => "http",
+                "wss" => "https",
+                _ => return Err(invalid(key, "must be a ws:// or wss:// URL")),
+            };
+            url.set_scheme(twin).map_err(|_| invalid(key, "is not a valid URL"))?;
+            policy.check_url(url.as_str()).map_err(|e| invalid(key, e.to_string()))?;
+            trimmed.to_string()
+        }
         Kind::PublicUrl => {
             let url = url::Url::parse(trimmed).map_err(|_| invalid(key, "is not a valid URL"))?;
             if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") || url.host().is_none() {

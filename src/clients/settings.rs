@@ -11,6 +11,8 @@ pub enum Kind {
     Select(&'static [&'static str]),
     /// An http(s) URL the server sends requests to (checked against the upstream policy).
     UpstreamUrl,
+    /// A ws(s) URL the server opens a WebSocket to (checked like [`Kind::UpstreamUrl`]).
+    UpstreamSocketUrl,
     /// A public http(s) or ws(s) URL that visitors' browsers connect to.
     PublicUrl,
     /// Hosts the widget may run on (see `origin`).
@@ -298,6 +300,20 @@ pub const SETTINGS: &[SettingDef] = &[
         "Access token of a Chatwoot agent bot (optional): hand-offs then notify agents as official bot hand-offs.",
     ),
     def(
+        "operator_cable",
+        Kind::Select(&["off", "on"]),
+        "off",
+        Group::Operator,
+        "Receive operator replies over Chatwoot's ActionCable WebSocket: for a server Chatwoot can't call.",
+    ),
+    def(
+        "operator_cable_url",
+        Kind::UpstreamSocketUrl,
+        "",
+        Group::Operator,
+        "Chatwoot's ActionCable URL; empty means the Chatwoot URL's /cable (ws or wss).",
+    ),
+    def(
         "handoff_after_unanswered",
         Kind::Int { min: 0, max: 10 },
         "2",
@@ -353,6 +369,7 @@ pub fn markdown_table() -> String {
                 format!("select: {}", options.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "))
             }
             Kind::UpstreamUrl => "URL the server calls (http/https)".to_string(),
+            Kind::UpstreamSocketUrl => "WebSocket URL the server connects to (ws/wss)".to_string(),
             Kind::PublicUrl => "public URL (http/https/ws/wss)".to_string(),
             Kind::DomainList => "list of hosts".to_string(),
             Kind::IdList => "list of ids".to_string(),

@@ -3,7 +3,7 @@
 //! directly (welcome, ack, errors) and relays session events from the hub. A visitor message
 //! is stored before it is acknowledged, and answered by a tracked task so shutdown can let
 //! the write finish. Ratings (`feedback`) and the visitor's identity (`identify`) are stored
-//! too; `typing` from the visitor is only checked until a human operator can receive it.
+//! too; `typing` from the visitor reaches a human operator who has the conversation.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -35,6 +35,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a socket may stay silent after hello (the widget pings every 25 s); a visitor
 /// whose network vanished without a FIN must not hold a socket forever.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The same typing state is passed on to the operator at most this often.
+const TYPING_REFRESH: Duration = Duration::from_secs(5);
 
 /// Query of the socket URL.
 #[derive(Debug, Deserialize)]
@@ -69,7 +71,16 @@ pub async fn upgrade(
         .max_message_size(MAX_FRAME)
         .max_frame_size(MAX_FRAME)
         .on_upgrade(move |socket| {
-            let conn = Conn { state, uid: client.row.uid.clone(), client, ip, session: None, outbox: None, page: None };
+            let conn = Conn {
+                state,
+                uid: client.row.uid.clone(),
+                client,
+                ip,
+                session: None,
+                outbox: None,
+                page: None,
+                typing_sent: None,
+            };
             tasks.track_future(run(socket, conn, permit))
         })
 }
@@ -89,6 +100,8 @@ struct Conn {
     /// The page the widget reported in `hello` or, later, with a `message`, for the model's
     /// prompt.
     page: Option<protocol::PageContext>,
+    /// The visitor's last typing state passed on to the operator, and when.
+    typing_sent: Option<(bool, std::time::Instant)>,
 }
 
 /// What handling one inbound frame asks the socket loop to do.
@@ -428,13 +441,22 @@ impl Conn {
         }
     }
 
-    /// The visitor is writing. Checked and dropped: it costs no write, and goes to the human
-    /// operator once [operator] lets one take the conversation.
-    fn typing(&self, _on: bool) -> Outcome {
-        match self.joined() {
-            Some(_) => Outcome::default(),
-            None => Outcome::error(ErrorCode::HelloRequired, None),
+    /// The visitor is writing: shown to the person who has the conversation (if one has),
+    /// the same state at most once per [`TYPING_REFRESH`]. It costs no write.
+    fn typing(&mut self, on: bool) -> Outcome {
+        let Some(session) = self.joined() else {
+            return Outcome::error(ErrorCode::HelloRequired, None);
+        };
+        // A change goes out at most once a second (a flood of toggles costs nothing).
+        let fresh = self.typing_sent.is_some_and(|(was, at)| {
+            at.elapsed() < Duration::from_secs(1) || (was == on && at.elapsed() < TYPING_REFRESH)
+        });
+        if !fresh && relay::configured(&self.client) {
+            self.typing_sent = Some((on, std::time::Instant::now()));
+            let (state, client) = (self.state.clone(), self.client.clone());
+            self.state.tasks.spawn(async move { relay::visitor_typing(&state, &client, session, on).await });
         }
+        Outcome::default()
     }
 
     /// Stores who the host page says the visitor is (UNVERIFIED; the email is never logged).

@@ -264,6 +264,10 @@ pub struct MessageSummary {
     pub private: bool,
     #[serde(default)]
     pub content: Option<String>,
+    #[serde(default)]
+    pub sender: Option<super::webhook::Sender>,
+    #[serde(default)]
+    pub attachments: Option<Vec<super::webhook::Attachment>>,
 }
 
 /// The request body of the exact contact lookup (§4.1).
@@ -357,6 +361,11 @@ struct Payload<T> {
 struct Created {
     contact: Id,
     contact_inbox: Option<ContactInboxRow>,
+}
+
+#[derive(Deserialize)]
+struct PublicContact {
+    pubsub_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -584,6 +593,44 @@ impl Chatwoot {
         self.request(Method::POST, &path, &[], Some(&body), true).await.map(drop)
     }
 
+    /// The contact session's `pubsub_token` for ActionCable (§6): the Client API's
+    /// find-or-create by our `source_id` (`POST P/contacts`, row 21), which needs no token.
+    pub async fn contact_pubsub_token(&self, inbox_identifier: &str, source_id: &str) -> Result<String, ChatwootError> {
+        let url = endpoint(&self.base, &["public", "api", "v1", "inboxes", inbox_identifier, "contacts"]);
+        let body = json!({ "source_id": source_id });
+        let bytes = send(&self.http, self.timeout, Method::POST, url, "", Some(&body)).await?;
+        let session: PublicContact = parse(&bytes)?;
+        session.pubsub_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            ChatwootError::Protocol("the contact session has no pubsub_token (is the inbox an API channel?)".into())
+        })
+    }
+
+    /// Shows or hides the contact's typing to the agents (Client API `toggle_typing`, row 25).
+    pub async fn contact_typing(
+        &self,
+        inbox_identifier: &str,
+        source_id: &str,
+        conversation_id: i64,
+        on: bool,
+    ) -> Result<(), ChatwootError> {
+        let conversation = conversation_id.to_string();
+        let path = [
+            "public",
+            "api",
+            "v1",
+            "inboxes",
+            inbox_identifier,
+            "contacts",
+            source_id,
+            "conversations",
+            &conversation,
+            "toggle_typing",
+        ];
+        let body = json!({ "typing_status": if on { "on" } else { "off" } });
+        send(&self.http, self.timeout, Method::POST, endpoint(&self.base, &path), "", Some(&body)).await?;
+        Ok(())
+    }
+
     async fn get<T: DeserializeOwned>(
         &self,
         path: &[&str],
@@ -658,15 +705,15 @@ async fn send(
     token: &str,
     body: Option<&Value>,
 ) -> Result<Vec<u8>, ChatwootError> {
-    let mut value = HeaderValue::from_str(token).map_err(|_| {
-        ChatwootError::Unauthorized("the access token contains characters an HTTP header can't carry".into())
-    })?;
-    value.set_sensitive(true);
-    let mut request = http
-        .request(method, url)
-        .timeout(timeout)
-        .header("api_access_token", value)
-        .header("accept", "application/json");
+    let mut request = http.request(method, url).timeout(timeout).header("accept", "application/json");
+    // The Client API (`/public/…`) takes no token.
+    if !token.is_empty() {
+        let mut value = HeaderValue::from_str(token).map_err(|_| {
+            ChatwootError::Unauthorized("the access token contains characters an HTTP header can't carry".into())
+        })?;
+        value.set_sensitive(true);
+        request = request.header("api_access_token", value);
+    }
     if let Some(body) = body {
         request = request.json(body);
     }
@@ -870,6 +917,13 @@ mod tests {
                 message_type: MessageType::Incoming,
                 private: false,
                 content: Some("It says I was charged twice".into()),
+                sender: Some(super::super::webhook::Sender {
+                    id: Some(1204),
+                    name: Some("Dana Example".into()),
+                    kind: Some("contact".into()),
+                    ..Default::default()
+                }),
+                attachments: None,
             }
         );
 

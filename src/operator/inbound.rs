@@ -70,7 +70,11 @@ pub async fn apply(state: &AppState, client: &ClientRuntime, hook: &Webhook) -> 
                 attachments.collect(),
             )
             .await?;
-            set_state(state, &mut link, HandoffState::Human).await?;
+            // The first reply means a person has it; a late one (delivered after the resolve
+            // that followed it) is shown but doesn't take the conversation from the bot.
+            if link.state == HandoffState::Waiting {
+                set_state(state, &mut link, HandoffState::Human).await?;
+            }
             Ok(if stored { "delivered" } else { "already delivered" })
         }
         Effect::Notice { message_id, text } => {

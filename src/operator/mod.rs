@@ -2,6 +2,7 @@
 //! a webhook genuine, what it means, when to hand off and what the agent reads); `chatwoot` is
 //! the client of its API. The webhook route and the outbox act on them.
 
+pub mod cable;
 pub mod chatwoot;
 pub mod handoff;
 pub mod inbound;

@@ -140,6 +140,25 @@ pub async fn show(state: &AppState, message: &crate::store::NewMessage) -> Resul
     }
 }
 
+/// Shows the person who has `session` that the visitor is typing (or stopped). Typing is
+/// fleeting: sent at once or not at all, never queued; a failure is only logged.
+pub async fn visitor_typing(state: &AppState, client: &ClientRuntime, session: i64, on: bool) {
+    let Ok(Some(link)) = state.store.operator_link(session).await else { return };
+    let (HandoffState::Human, Some(conversation)) = (link.state, link.conversation_id) else { return };
+    let result = match connect(state, client, &state.operator_http).await {
+        Ok((chatwoot, found)) => match found.inbox_identifier {
+            Some(inbox) => {
+                chatwoot.contact_typing(&inbox, &link.source_id, conversation, on).await.map_err(|e| e.to_string())
+            }
+            None => Err("the inbox has no Client API identifier".into()),
+        },
+        Err(Failure::Retry(why, _) | Failure::Dead(why)) => Err(why),
+    };
+    if let Err(why) = result {
+        tracing::debug!(client = %client.row.uid, session, error = %why, "the visitor's typing did not reach the operator");
+    }
+}
+
 /// Stores a system message for the visitor and sends it to every socket of the session.
 async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<(), StoreError> {
     show(state, &server_message(session, Role::System, text)).await.map(|_| ())
@@ -147,7 +166,7 @@ async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<()
 
 /// The worker: delivers due items until shutdown; woken by new work, else polls each second.
 pub async fn run(state: AppState) {
-    let http = Chatwoot::http_client(state.settings.store.upstream);
+    let http = state.operator_http.clone();
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,

@@ -51,7 +51,7 @@ pub struct Ref {
 }
 
 /// Who wrote a message or is typing. Contacts have no `type`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Sender {
     pub id: Option<i64>,
     pub name: Option<String>,
@@ -81,7 +81,7 @@ pub struct Conversation {
 }
 
 /// A file on a message; shown to the visitor as a link.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Attachment {
     pub data_url: Option<String>,
     pub file_type: Option<String>,
@@ -93,6 +93,7 @@ pub struct Attachment {
 /// One webhook body, every event kind in one lenient shape.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Webhook {
+    #[serde(default)]
     pub event: String,
     pub id: Option<i64>,
     pub content: Option<String>,
@@ -106,8 +107,11 @@ pub struct Webhook {
     pub account: Option<Ref>,
     /// Nested on message and typing events.
     pub conversation: Option<Conversation>,
-    /// Top-level on `conversation_*` events.
+    /// Top-level on `conversation_*` events and on ActionCable's messages.
     pub inbox_id: Option<i64>,
+    /// ActionCable's flat ids (push form; webhooks nest them).
+    pub account_id: Option<i64>,
+    pub conversation_id: Option<i64>,
     pub status: Option<String>,
     pub contact_inbox: Option<ContactInbox>,
     pub attachments: Option<Vec<Attachment>>,
@@ -169,13 +173,13 @@ impl Webhook {
     pub fn address(&self) -> Address {
         let conv = self.conversation.as_ref();
         let contact_inbox = conv.and_then(|c| c.contact_inbox.as_ref()).or(self.contact_inbox.as_ref());
-        let is_conversation_event = self.event.starts_with("conversation_") && conv.is_none();
         Address {
             account_id: self
                 .account
                 .as_ref()
                 .and_then(|a| a.id)
-                .or_else(|| conv.and_then(|c| c.account.as_ref()).and_then(|a| a.id)),
+                .or_else(|| conv.and_then(|c| c.account.as_ref()).and_then(|a| a.id))
+                .or(self.account_id),
             inbox_id: self
                 .inbox
                 .as_ref()
@@ -183,9 +187,26 @@ impl Webhook {
                 .or_else(|| conv.and_then(|c| c.inbox_id))
                 .or(self.inbox_id)
                 .or_else(|| contact_inbox.and_then(|c| c.inbox_id)),
-            conversation_id: conv.and_then(|c| c.id).or(if is_conversation_event { self.id } else { None }),
+            conversation_id: conv
+                .and_then(|c| c.id)
+                .or(self.conversation_id)
+                .or(if self.event.starts_with("conversation_") { self.id } else { None }),
             source_id: contact_inbox.and_then(|c| c.source_id.clone()),
         }
+    }
+
+    /// An ActionCable event (`message.created` with its push-form `data`) as the webhook it
+    /// stands for: the same names with `_`, the same lenient reading.
+    pub fn from_cable(event: &str, data: serde_json::Value) -> Result<Webhook, serde_json::Error> {
+        let mut hook: Webhook = serde_json::from_value(match data {
+            serde_json::Value::Object(mut map) => {
+                map.remove("event");
+                serde_json::Value::Object(map)
+            }
+            other => other,
+        })?;
+        hook.event = event.replace('.', "_");
+        Ok(hook)
     }
 
     /// What the event means for the visitor (contract §5.4, "deciding what a message_created
@@ -402,5 +423,39 @@ mod tests {
         assert_eq!(typing("off", false).effect(), Effect::Typing(false));
         assert_eq!(typing("on", true).effect(), Effect::Ignore("typing a private note"));
         assert_eq!(typing("on", false).address().conversation_id, Some(311));
+    }
+
+    /// The contract's §6 `message.created` push form: the same reply, with flat ids.
+    #[test]
+    fn actioncable_events_read_as_webhooks() {
+        let data: serde_json::Value = serde_json::from_str(
+            r#"{ "id": 90230, "content": "Hi Dana, I'm Sam…", "account_id": 2, "inbox_id": 7, "conversation_id": 311,
+                "message_type": 1, "content_type": "text", "status": "sent", "private": false, "source_id": null,
+                "sender_type": "User", "sender_id": 5, "content_attributes": {}, "additional_attributes": {},
+                "external_source_ids": {}, "processed_message_content": "Hi Dana, I'm Sam…", "sentiment": {},
+                "created_at": 1781690123, "updated_at": "2026-06-17T09:12:03.418Z",
+                "conversation": { "assignee_id": 5, "unread_count": 0, "last_activity_at": 1781690123,
+                                  "contact_inbox": { "source_id": "asst-session-5f1c" } },
+                "sender": { "id": 5, "name": "Sam Agent", "available_name": "Sam", "avatar_url": "",
+                            "type": "user", "availability_status": "online", "thumbnail": "" },
+                "performer": { "id": 5, "name": "Sam Agent", "type": "user" } }"#,
+        )
+        .unwrap();
+        let hook = Webhook::from_cable("message.created", data).unwrap();
+        assert_eq!(hook.event, "message_created");
+        let Effect::Reply(r) = hook.effect() else { panic!("a reply: {:?}", hook.effect()) };
+        assert_eq!((r.message_id, r.operator_name.as_deref()), (90230, Some("Sam")));
+        assert_eq!(
+            hook.address(),
+            Address {
+                account_id: Some(2),
+                inbox_id: Some(7),
+                conversation_id: Some(311),
+                source_id: Some("asst-session-5f1c".into())
+            }
+        );
+        let status = serde_json::json!({ "id": 311, "status": "resolved", "inbox_id": 7, "account_id": 2 });
+        let hook = Webhook::from_cable("conversation.status_changed", status).unwrap();
+        assert_eq!((hook.effect(), hook.address().conversation_id), (Effect::Status(Owner::Resolved), Some(311)));
     }
 }

@@ -445,6 +445,9 @@ pub trait Store: Send + Sync + 'static {
         client_id: i64,
         conversation_id: i64,
     ) -> StoreResult<Option<OperatorLink>>;
+    /// The links of `client_id` a person has or is about to have (with a Chatwoot
+    /// conversation): what the ActionCable subscription listens to.
+    async fn operator_links_open(&self, client_id: i64) -> StoreResult<Vec<OperatorLink>>;
     /// Creates or replaces a session's operator link.
     async fn operator_link_save(&self, link: &OperatorLink) -> StoreResult<()>;
     /// Queues work for the operator's service; returns its id.

@@ -946,6 +946,19 @@ macro_rules! sql_store {
                 Ok(row.map(|r| link_from(&r)).transpose()?)
             }
 
+            async fn operator_links_open(&self, client_id: i64) -> StoreResult<Vec<OperatorLink>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    link_columns!(),
+                    " FROM operator_links WHERE client_id = $1 AND state <> 'bot' AND conversation_id IS NOT NULL",
+                    " ORDER BY session_id"
+                ))
+                .bind(client_id)
+                .fetch_all(&self.reader)
+                .await?;
+                Ok(rows.iter().map(link_from).collect::<Result<_, _>>()?)
+            }
+
             async fn operator_link_save(&self, l: &OperatorLink) -> StoreResult<()> {
                 sqlx::query(concat!(
                     "INSERT INTO operator_links (",

@@ -99,6 +99,8 @@ pub struct FakeConversation {
     pub custom_attributes: Value,
     /// The last `toggle_typing_status` (`None` before any).
     pub typing: Option<bool>,
+    /// The contact's typing, from the Client API's `toggle_typing` (`None` before any).
+    pub contact_typing: Option<bool>,
     /// Who last called `toggle_status`: `"agent_bot"` or `"user"`.
     pub toggled_by: Option<String>,
     pub created_at: i64,
@@ -215,6 +217,21 @@ struct World {
     seen: Vec<Seen>,
     echo_url: Option<String>,
     echoes: Vec<Delivered>,
+    /// ActionCable: the confirmed subscriptions of every open connection.
+    cable_subs: Vec<CableSub>,
+    cable_conns: u64,
+    /// Cancelled to drop every open ActionCable connection.
+    cable_drop: CancellationToken,
+    /// `update_presence` commands received.
+    cable_presence: usize,
+}
+
+/// A confirmed `RoomChannel` subscription.
+struct CableSub {
+    conn: u64,
+    identifier: String,
+    pubsub_token: String,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 type Shared = Arc<Mutex<World>>;
@@ -261,6 +278,10 @@ impl FakeChatwoot {
             seen: Vec::new(),
             echo_url: None,
             echoes: Vec::new(),
+            cable_subs: Vec::new(),
+            cable_conns: 0,
+            cable_drop: CancellationToken::new(),
+            cable_presence: 0,
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -271,7 +292,8 @@ impl FakeChatwoot {
 
     fn serve(&self, listener: TcpListener) {
         let cancel = CancellationToken::new();
-        let app = Router::new().fallback(handle).with_state(self.world.clone());
+        let app =
+            Router::new().route("/cable", axum::routing::get(cable)).fallback(handle).with_state(self.world.clone());
         let listener = KillableListener { inner: listener, cancel: cancel.clone() };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -483,21 +505,49 @@ impl FakeChatwoot {
         }
     }
 
-    /// A human agent replies in conversation `id`: the message is stored and the
-    /// `message_created` webhook body for it returned (send it with [`send_webhook`]).
+    /// A human agent replies in conversation `id`: the message is stored, pushed to the
+    /// contact's ActionCable subscribers as `message.created`, and the `message_created`
+    /// webhook body for it returned (send it with [`send_webhook`]).
     pub fn agent_writes(&self, id: i64, text: &str) -> Value {
-        let message_id = self.world().store_message(id, Some(text.into()), 1, false, None, Author::User(AGENT_ID));
+        let mut w = self.world();
+        let message_id = w.store_message(id, Some(text.into()), 1, false, None, Author::User(AGENT_ID));
+        let m = w.messages.iter().find(|m| m.id == message_id).cloned().expect("just stored");
+        let data = w.message_cable(&m);
+        w.cable_push(id, "message.created", data);
+        drop(w);
         agent_reply(&self.webhook_conv(id), message_id, text)
     }
 
-    /// An agent changes conversation `id`'s status: stored, and the
-    /// `conversation_status_changed` body returned.
+    /// An agent changes conversation `id`'s status: stored, pushed to ActionCable subscribers
+    /// as `conversation.status_changed`, and the `conversation_status_changed` body returned.
     pub fn agent_sets_status(&self, id: i64, status: &str) -> Value {
         if let Some(c) = self.world().conversations.iter_mut().find(|c| c.id == id) {
             c.status = status.into();
             c.toggled_by = Some("user".into());
         }
-        status_changed(&self.webhook_conv(id), status)
+        let conv = self.webhook_conv(id);
+        let mut data = conversation_payload(&conv);
+        data["account_id"] = json!(conv.account_id);
+        self.world().cable_push(id, "conversation.status_changed", data);
+        status_changed(&conv, status)
+    }
+
+    /// Drops every open ActionCable connection (clients must reconnect and resubscribe).
+    pub fn cable_drop(&self) {
+        let mut w = self.world();
+        w.cable_drop.cancel();
+        w.cable_drop = CancellationToken::new();
+        w.cable_subs.clear();
+    }
+
+    /// The confirmed ActionCable subscriptions now.
+    pub fn cable_subscriptions(&self) -> usize {
+        self.world().cable_subs.len()
+    }
+
+    /// ActionCable connections opened so far.
+    pub fn cable_connections(&self) -> u64 {
+        self.world().cable_conns
     }
 
     /// The `client set` pairs that point a chat client at this fake (tokens, secret, ids).
@@ -639,6 +689,10 @@ enum Caller {
 #[derive(Debug)]
 enum Route {
     Profile,
+    /// The Client API's find-or-create (no token).
+    PublicContact(String),
+    /// The Client API's contact typing: (inbox identifier, source id, conversation).
+    PublicTyping(String, String, i64),
     Inbox(i64),
     CreateContact,
     FilterContacts,
@@ -672,6 +726,13 @@ fn route(method: &Method, path: &str) -> Option<(Option<i64>, Route)> {
     let id = |s: &str| s.parse::<i64>().ok();
     match (method.as_str(), segs.as_slice()) {
         ("GET", ["api", "v1", "profile"]) => Some((None, Route::Profile)),
+        ("POST", ["public", "api", "v1", "inboxes", identifier, "contacts"]) => {
+            Some((None, Route::PublicContact(identifier.to_string())))
+        }
+        (
+            "POST",
+            ["public", "api", "v1", "inboxes", identifier, "contacts", source, "conversations", c, "toggle_typing"],
+        ) => Some((None, Route::PublicTyping(identifier.to_string(), source.to_string(), id(c)?))),
         (m, ["api", "v1", "accounts", account, rest @ ..]) => {
             let account = Some(id(account)?);
             let r = match (m, rest) {
@@ -786,6 +847,12 @@ impl World {
         echoes: &mut Vec<Value>,
     ) -> Response {
         let Some((account, route)) = route(method, path) else { return not_found() };
+        // The Client API takes no token.
+        match &route {
+            Route::PublicContact(identifier) => return self.public_contact(identifier, body),
+            Route::PublicTyping(identifier, source, c) => return self.public_typing(identifier, source, *c, body),
+            _ => {}
+        }
         let caller = match token_of(headers).as_deref() {
             None => {
                 return json_response(401, json!({ "errors": ["You need to sign in or sign up before continuing."] }));
@@ -810,6 +877,7 @@ impl World {
             }
         }
         match route {
+            Route::PublicContact(_) | Route::PublicTyping(..) => unreachable!("answered above"),
             Route::Profile => self.profile(),
             Route::Inbox(id) => match self.inboxes.iter().find(|i| i.id == id) {
                 Some(inbox) => json_response(200, inbox_json(inbox, true)),
@@ -1038,6 +1106,7 @@ impl World {
             additional_attributes: object(&body["additional_attributes"]),
             custom_attributes: object(&body["custom_attributes"]),
             typing: None,
+            contact_typing: None,
             toggled_by: None,
             created_at: now(),
         });
@@ -1141,6 +1210,79 @@ impl World {
             200,
             json!({ "meta": {}, "payload": { "success": null, "conversation_id": id, "current_status": status, "snoozed_until": null } }),
         )
+    }
+
+    /// `POST P/contacts` (§4.2): find-or-create the contact session by `source_id`.
+    fn public_contact(&mut self, identifier: &str, body: &Value) -> Response {
+        let Some(inbox) = self.inboxes.iter().find(|i| i.inbox_identifier == identifier).map(|i| i.id) else {
+            return not_found();
+        };
+        let source_id = text(&body["source_id"]).unwrap_or_else(uuid);
+        let existing =
+            self.contact_inboxes.iter().find(|ci| ci.inbox_id == inbox && ci.source_id == source_id).cloned();
+        let ci = match existing {
+            Some(ci) => ci,
+            None => {
+                let contact = self.next_contact;
+                self.next_contact += 1;
+                self.contacts.push(FakeContact {
+                    id: contact,
+                    name: text(&body["name"]),
+                    email: None,
+                    identifier: None,
+                    additional_attributes: json!({}),
+                    custom_attributes: object(&body["custom_attributes"]),
+                });
+                self.new_contact_inbox(contact, inbox, source_id)
+            }
+        };
+        let contact = self.contacts.iter().find(|c| c.id == ci.contact_id).cloned().expect("its contact");
+        json_response(
+            200,
+            json!({ "source_id": ci.source_id, "pubsub_token": pubsub_token(ci.id), "id": contact.id,
+                    "name": contact.name, "email": contact.email, "phone_number": null }),
+        )
+    }
+
+    /// `POST P/contacts/{source_id}/conversations/{id}/toggle_typing` (row 25).
+    fn public_typing(&mut self, identifier: &str, source: &str, id: i64, body: &Value) -> Response {
+        let Some(inbox) = self.inboxes.iter().find(|i| i.inbox_identifier == identifier).map(|i| i.id) else {
+            return not_found();
+        };
+        let Some(ci) = self.contact_inboxes.iter().find(|ci| ci.inbox_id == inbox && ci.source_id == source).cloned()
+        else {
+            return not_found();
+        };
+        let Some(c) = self.conversations.iter_mut().find(|c| c.id == id && c.contact_inbox_id == ci.id) else {
+            return not_found();
+        };
+        match body["typing_status"].as_str() {
+            Some("on") => c.contact_typing = Some(true),
+            Some("off") => c.contact_typing = Some(false),
+            _ => return error(422, "typing_status must be on or off"),
+        }
+        StatusCode::OK.into_response()
+    }
+
+    /// A message in ActionCable's push form (§6), with the nested conversation and sender.
+    fn message_cable(&self, m: &FakeMessage) -> Value {
+        let c = self.conversations.iter().find(|c| c.id == m.conversation_id).unwrap();
+        let ci = self.contact_inboxes.iter().find(|ci| ci.id == c.contact_inbox_id).unwrap();
+        let mut data = self.message_push(m);
+        data["conversation"] = json!({ "assignee_id": AGENT_ID, "unread_count": 0, "last_activity_at": m.created_at,
+                                       "contact_inbox": { "source_id": ci.source_id } });
+        data["sender"] = self.sender(m.author, c.contact_id);
+        data
+    }
+
+    /// Sends an event to the subscribers of conversation `id`'s contact session.
+    fn cable_push(&mut self, id: i64, event: &str, data: Value) {
+        let Some(c) = self.conversations.iter().find(|c| c.id == id) else { return };
+        let token = pubsub_token(c.contact_inbox_id);
+        for sub in self.cable_subs.iter().filter(|s| s.pubsub_token == token) {
+            let frame = json!({ "identifier": sub.identifier, "message": { "event": event, "data": data } });
+            let _ = sub.tx.send(frame.to_string());
+        }
     }
 
     // --- helpers ----------------------------------------------------------------------
@@ -1669,4 +1811,73 @@ impl WebhookSink {
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// ActionCable (§6)
+// ---------------------------------------------------------------------------------------
+
+/// The `pubsub_token` of a contact session (24 characters, stable per contact inbox).
+pub fn pubsub_token(contact_inbox_id: i64) -> String {
+    format!("Xq3{contact_inbox_id:0>21}")
+}
+
+async fn cable(State(world): State<Shared>, upgrade: axum::extract::ws::WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| cable_connection(world, socket))
+}
+
+/// One ActionCable connection: `welcome`, a ping every 3 s, `RoomChannel` subscriptions by a
+/// contact's `pubsub_token` (an unknown token gets no answer at all), and pushed events.
+async fn cable_connection(world: Shared, mut socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (conn, dropped) = {
+        let mut w = world.lock().unwrap();
+        w.cable_conns += 1;
+        (w.cable_conns, w.cable_drop.clone())
+    };
+    let mut ping = tokio::time::interval(Duration::from_secs(3));
+    if socket.send(Message::text(json!({ "type": "welcome" }).to_string())).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = dropped.cancelled() => break,
+            _ = ping.tick() => {
+                if socket.send(Message::text(json!({ "type": "ping", "message": now() }).to_string())).await.is_err() {
+                    break;
+                }
+            }
+            Some(out) = rx.recv() => {
+                if socket.send(Message::text(out)).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let command: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let identifier = command["identifier"].as_str().unwrap_or_default().to_string();
+                    let parsed: Value = serde_json::from_str(&identifier).unwrap_or(Value::Null);
+                    let token = parsed["pubsub_token"].as_str().unwrap_or_default().to_string();
+                    let mut w = world.lock().unwrap();
+                    match command["command"].as_str() {
+                        Some("subscribe")
+                            if parsed["channel"] == "RoomChannel"
+                                && w.contact_inboxes.iter().any(|ci| pubsub_token(ci.id) == token) =>
+                        {
+                            let sub = CableSub { conn, identifier: identifier.clone(), pubsub_token: token, tx: tx.clone() };
+                            w.cable_subs.push(sub);
+                            let _ = tx.send(json!({ "identifier": identifier, "type": "confirm_subscription" }).to_string());
+                        }
+                        Some("unsubscribe") => w.cable_subs.retain(|s| !(s.conn == conn && s.identifier == identifier)),
+                        Some("message") => w.cable_presence += 1,
+                        _ => {}
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            },
+        }
+    }
+    world.lock().unwrap().cable_subs.retain(|s| s.conn != conn);
 }

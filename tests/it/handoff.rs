@@ -83,6 +83,13 @@ async fn ask_hand_off_reply_resolve_and_the_bot_again() {
     .await;
     assert_eq!((forwarded.message_type, forwarded.content.as_deref()), (0, Some("My order 1001 is late.")));
 
+    // The visitor's typing shows to the agent (the Client API, as the contact).
+    ws.send(json!({"type": "typing", "on": true})).await;
+    eventually(Duration::from_secs(5), "the visitor's typing at Chatwoot", || {
+        fake.conversation(conversation.id).and_then(|c| c.contact_typing).filter(|on| *on)
+    })
+    .await;
+
     // The agent answers; the signed webhook brings it to the visitor live.
     let webhook = format!("{}/api/webhook", app.base);
     let reply = fake.agent_writes(conversation.id, "Hi, I'm Sam. Your parcel left today.");

@@ -8,6 +8,7 @@ mod support;
 
 mod bad_input;
 mod browser;
+mod cable;
 mod chat;
 mod chatwoot_client;
 mod cli;

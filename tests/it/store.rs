@@ -187,6 +187,7 @@ async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) 
     };
     store.operator_link_save(&link).await.unwrap();
     assert_eq!(store.operator_link(s1).await.unwrap().as_ref(), Some(&link));
+    assert!(store.operator_links_open(client).await.unwrap().is_empty(), "no conversation yet");
     (link.contact_id, link.conversation_id, link.state, link.updated_at) =
         (Some(1204), Some(311), HandoffState::Human, 11);
     store.operator_link_save(&link).await.unwrap();
@@ -194,6 +195,12 @@ async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) 
     assert_eq!(store.operator_link_by_conversation(client, 311).await.unwrap().as_ref(), Some(&link));
     assert_eq!(store.operator_link_by_conversation(client, 312).await.unwrap(), None);
     assert_eq!(store.operator_link_by_conversation(client + 1, 311).await.unwrap(), None, "another client's");
+    assert_eq!(store.operator_links_open(client).await.unwrap(), [link.clone()]);
+    assert!(store.operator_links_open(client + 1).await.unwrap().is_empty(), "another client's");
+    let back = OperatorLink { state: HandoffState::Bot, ..link.clone() };
+    store.operator_link_save(&back).await.unwrap();
+    assert!(store.operator_links_open(client).await.unwrap().is_empty(), "the bot has it again");
+    store.operator_link_save(&link).await.unwrap();
     let clash = OperatorLink { session_id: s2, ..link.clone() };
     assert!(store.operator_link_save(&clash).await.is_err(), "source ids are unique");
 

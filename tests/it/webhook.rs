@@ -209,3 +209,38 @@ async fn a_shared_secret_on_the_shared_route_names_the_per_client_url() {
     let (status, _) = post(&app, "/api/webhook/nobody", &reply, Some(SECRET), "a-4", now()).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn out_of_order_deliveries_and_another_clients_secret() {
+    let app = TestApp::spawn().await;
+    let (mut ws, session) = handed_off(&app).await;
+    assert!(app.cli(&["client", "add", "shop-2"]).status.success());
+    app.set_client("shop-2", &["operator_url=http://chatwoot.example", "operator_webhook_secret=shop-2-secret"]).await;
+
+    // Signed with the other client's secret: not demo's call, and not about shop-2's chats.
+    let reply = agent_reply(90250, "Signed by the wrong shop");
+    let (status, body) = post(&app, "/api/webhook/demo", &reply, Some("shop-2-secret"), "o-1", now()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("bad_signature")), "{body}");
+    let (status, body) = post(&app, "/api/webhook", &reply, Some("shop-2-secret"), "o-2", now()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("not_this_client")), "{body}");
+
+    // The newer reply first, then the older one: both shown, each once.
+    for (id, text, delivery) in [(90242, "Second", "o-3"), (90241, "First", "o-4")] {
+        let (status, body) = post(&app, "/api/webhook", &agent_reply(id, text), Some(SECRET), delivery, now()).await;
+        assert_eq!((status, body["result"].as_str()), (200, Some("delivered")), "{body}");
+        assert_eq!(ws.next_of("message").await["message"]["text"], text);
+    }
+    // Resolved, then a reply written before the resolve arrives late: shown, but the bot
+    // keeps the conversation.
+    let resolved = json!({"event": "conversation_status_changed", "changed_attributes": null,
+        "id": CONVERSATION, "inbox_id": 7, "status": "resolved", "account": {"id": 2},
+        "contact_inbox": {"source_id": SOURCE, "inbox_id": 7}});
+    assert_eq!(post(&app, "/api/webhook", &resolved, Some(SECRET), "o-5", now()).await.0, 200);
+    assert_eq!(ws.next_of("message").await["message"]["role"], "system");
+    let late = agent_reply(90243, "Anything else?");
+    assert_eq!(post(&app, "/api/webhook", &late, Some(SECRET), "o-6", now()).await.0, 200);
+    assert_eq!(ws.next_of("message").await["message"]["text"], "Anything else?");
+    assert_eq!(link_state(&app, session).await, HandoffState::Bot, "the bot still has it");
+    let (_, answer) = ws.ask("o7", "How long does shipping take?").await;
+    assert_eq!(answer["role"], "assistant");
+}
