@@ -9,6 +9,7 @@
 //! - [`assistant`]: the per-message brain (today: the built-in answerer).
 //! - [`model`]: language-model wire formats (server-sent events, OpenAI-compatible streams).
 //! - [`operator`]: the human operator (Chatwoot): webhook meaning and signatures.
+//! - [`tasks`]: tasks made from chats (the Trello client).
 //! - [`realtime`]: the frame protocol, the session hub and abuse limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
@@ -30,6 +31,7 @@ pub mod outbound;
 pub mod realtime;
 pub mod registry;
 pub mod store;
+pub mod tasks;
 
 pub use app::{App, AppState};
 

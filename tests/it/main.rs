@@ -5,6 +5,7 @@ mod chatwoot_fake;
 mod graphql_fake;
 mod model_fake;
 mod support;
+mod trello_fake;
 
 mod bad_input;
 mod browser;
@@ -18,5 +19,6 @@ mod origins;
 mod shutdown;
 mod store;
 mod training;
+mod trello_client;
 mod webhook;
 mod widget_frames;
