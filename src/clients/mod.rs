@@ -149,6 +149,7 @@ pub fn normalize(def: &SettingDef, raw: &str, policy: UpstreamPolicy) -> Result<
         Kind::Select(options) if options.contains(&trimmed) => trimmed.to_string(),
         Kind::Select(options) => return Err(invalid(key, format!("must be one of {}", options.join(", ")))),
         Kind::UpstreamUrl => policy.check_url(trimmed).map_err(|e| invalid(key, e.to_string()))?.to_string(),
+        Kind::TrelloBoard => crate::tasks::trello::board_ref(trimmed).map_err(|e| invalid(key, e.to_string()))?,
         Kind::UpstreamSocketUrl => {
             let mut url = url::Url::parse(trimmed).map_err(|_| invalid(key, "is not a valid URL"))?;
             let twin = match url.scheme() {
@@ -304,6 +305,29 @@ mod tests {
         let err = s.plan("c", &[("position".into(), "middle".into())], UpstreamPolicy::default(), &keys).unwrap_err();
         assert!(err.to_string().starts_with("position:"));
         assert!(s.plan("c", &[("nope".into(), "x".into())], UpstreamPolicy::default(), &keys).is_err());
+    }
+
+    #[test]
+    fn boards_and_cable_urls_are_normalised() {
+        let keys = SecretBox::new([1; 32]);
+        let s = ClientSettings::default();
+        let one = |k: &str, v: &str| {
+            s.plan("c", &[(k.into(), v.into())], UpstreamPolicy::default(), &keys).map(|w| w[0].value.clone())
+        };
+        assert_eq!(
+            one("trello_board_id", "https://trello.com/b/Zk3PqR7w/support-inbox").unwrap().as_deref(),
+            Some("Zk3PqR7w")
+        );
+        assert_eq!(one("trello_board_id", "Zk3PqR7w").unwrap().as_deref(), Some("Zk3PqR7w"));
+        assert!(
+            one("trello_board_id", "https://example.com/b/x").unwrap_err().to_string().starts_with("trello_board_id:")
+        );
+        assert_eq!(
+            one("operator_cable_url", "wss://chat.example.com/cable").unwrap().as_deref(),
+            Some("wss://chat.example.com/cable")
+        );
+        assert!(one("operator_cable_url", "https://chat.example.com/cable").is_err(), "a WebSocket URL");
+        assert!(one("operator_cable_url", "ws://169.254.169.254/cable").is_err(), "the upstream policy applies");
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub enum Kind {
     UpstreamUrl,
     /// A ws(s) URL the server opens a WebSocket to (checked like [`Kind::UpstreamUrl`]).
     UpstreamSocketUrl,
+    /// A Trello board: its id, its 8-character short link, or its `trello.com/b/…` URL
+    /// (stored as the id or short link).
+    TrelloBoard,
     /// A public http(s) or ws(s) URL that visitors' browsers connect to.
     PublicUrl,
     /// Hosts the widget may run on (see `origin`).
@@ -344,9 +347,29 @@ pub const SETTINGS: &[SettingDef] = &[
         Group::Tasks,
         "Trello API base URL (advanced: a proxy may stand in).",
     ),
-    def("trello_board_id", Kind::Text { max: 200 }, "", Group::Tasks, "Trello board id."),
+    def(
+        "trello_board_id",
+        Kind::TrelloBoard,
+        "",
+        Group::Tasks,
+        "Trello board: paste the board's URL (https://trello.com/b/<boardId>/<slug>), its short link or its id.",
+    ),
     def("trello_list_id", Kind::Text { max: 64 }, "", Group::Tasks, "Trello list id new cards go to."),
     def("trello_label_ids", Kind::IdList, "", Group::Tasks, "Label ids added to every card."),
+    def(
+        "tasks_require_confirmation",
+        Kind::Select(&["on", "off"]),
+        "on",
+        Group::Tasks,
+        "Ask the visitor before creating a task; off creates it at once.",
+    ),
+    def(
+        "tasks_max_per_session_day",
+        Kind::Int { min: 0, max: 50 },
+        "3",
+        Group::Tasks,
+        "Tasks one conversation may create a day; 0 turns tasks off.",
+    ),
 ];
 
 /// Looks a setting up by key.
@@ -370,6 +393,7 @@ pub fn markdown_table() -> String {
             }
             Kind::UpstreamUrl => "URL the server calls (http/https)".to_string(),
             Kind::UpstreamSocketUrl => "WebSocket URL the server connects to (ws/wss)".to_string(),
+            Kind::TrelloBoard => "Trello board id, short link or board URL".to_string(),
             Kind::PublicUrl => "public URL (http/https/ws/wss)".to_string(),
             Kind::DomainList => "list of hosts".to_string(),
             Kind::IdList => "list of ids".to_string(),

@@ -1,3 +1,6 @@
-//! Tasks made from chats: the task provider (Trello) a conversation becomes a card with.
+//! Tasks made from chats: `detect` finds an explicit request without a model, `card` writes
+//! what the team reads, and the task provider (Trello) a conversation becomes a card with.
 
+pub mod card;
+pub mod detect;
 pub mod trello;
