@@ -51,6 +51,8 @@ pub struct StateInner {
     pub operator_discovery: crate::operator::relay::Discovery,
     /// The HTTP client for every Chatwoot (one connection pool).
     pub operator_http: reqwest::Client,
+    /// The HTTP client for every task board.
+    pub tasks_http: reqwest::Client,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -122,6 +124,7 @@ impl App {
                     crate::model::client::Timeouts::default().connect,
                 ),
                 operator_http: crate::operator::chatwoot::Chatwoot::http_client(settings.store.upstream),
+                tasks_http: crate::tasks::trello::Trello::http_client(settings.store.upstream),
                 model_breakers: Default::default(),
                 usage_meter: Default::default(),
                 limits: Limits::new(settings.limits),

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// New sessions per IP per minute [default: 30].
     #[arg(long, env = "AIA_SESSIONS_PER_MINUTE")]
     pub sessions_per_minute: Option<u32>,
+    /// Read-only admin token for admin API reads such as `/api/tasks/lists` (sent as
+    /// `Authorization: Bearer …`); without it those endpoints are closed.
+    #[arg(long, env = "AIA_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// The TOML file: the same options, all optional.
@@ -109,6 +113,34 @@ pub struct StoreSettings {
     pub secret_key: Option<String>,
 }
 
+/// The read-only admin token: compared in constant time, never printed.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token of at least 16 characters (a short one is too easy to guess).
+    pub fn new(token: &str) -> Result<AdminToken, String> {
+        let token = token.trim();
+        if token.chars().count() < 16 {
+            return Err("the admin token (AIA_ADMIN_TOKEN) must be at least 16 characters".into());
+        }
+        Ok(AdminToken(token.to_string()))
+    }
+
+    /// Whether `given` is the token (the time taken doesn't depend on where they differ).
+    pub fn matches(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let (a, b) = (Sha256::digest(self.0.as_bytes()), Sha256::digest(given.as_bytes()));
+        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken([redacted])")
+    }
+}
+
 impl std::fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreSettings")
@@ -130,6 +162,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub limits: LimitSettings,
+    /// The read-only admin token (`None`: admin reads are closed).
+    pub admin_token: Option<AdminToken>,
     /// How often the server checks the store for changed clients.
     pub reload_interval: Duration,
     /// How often the server looks for clients whose scheduled training is due.
@@ -190,6 +224,10 @@ impl ServeArgs {
                     .sessions_per_minute
                     .or(file.sessions_per_minute)
                     .unwrap_or(defaults.sessions_per_minute),
+            },
+            admin_token: match self.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(t) => Some(AdminToken::new(t).map_err(anyhow::Error::msg)?),
+                None => None,
             },
             reload_interval: Duration::from_millis(500),
             schedule_interval: Duration::from_secs(30),

@@ -5,6 +5,7 @@ mod error;
 mod pages;
 mod public;
 mod socket;
+mod tasks;
 mod webhook;
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/data/ai_chat_bot", get(public::config).options(public::preflight))
         .route("/ws", get(socket::upgrade))
         .route("/api/webhook", post(webhook::any_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
+        .route("/api/tasks/lists", get(tasks::lists))
         .route("/api/webhook/{uid}", post(webhook::one_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
         .with_state(state)
 }

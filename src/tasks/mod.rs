@@ -3,4 +3,5 @@
 
 pub mod card;
 pub mod detect;
+pub mod provider;
 pub mod trello;

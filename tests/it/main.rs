@@ -18,6 +18,7 @@ mod model;
 mod origins;
 mod shutdown;
 mod store;
+mod tasks;
 mod training;
 mod trello_client;
 mod webhook;
