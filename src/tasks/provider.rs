@@ -72,6 +72,16 @@ pub trait TaskProvider: Send + Sync {
     async fn find(&self, marker: &str) -> Result<Option<CreatedTask>, TrelloError>;
     /// Creates the task.
     async fn create(&self, task: &NewTask) -> Result<CreatedTask, TrelloError>;
+
+    /// Creates the task exactly once across attempts: after an attempt whose outcome is
+    /// unknown (`tried_before`: a timeout, a dropped connection, a crash before its result was
+    /// recorded) it first looks for the task that attempt may have made.
+    async fn create_once(&self, task: &NewTask, tried_before: bool) -> Result<CreatedTask, TrelloError> {
+        if tried_before && let Some(found) = self.find(&task.marker).await? {
+            return Ok(found);
+        }
+        self.create(task).await
+    }
 }
 
 /// Trello: a board, the list new cards go to, and the labels every card gets.

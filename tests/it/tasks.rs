@@ -66,3 +66,43 @@ async fn without_an_admin_token_the_endpoint_is_closed() {
     let (status, body) = get(&app, "/api/tasks/lists?clientUid=demo", Some(ADMIN)).await;
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("admin_disabled")), "{body}");
 }
+
+/// A card is made once even when the answer to its creation is lost (a crash between the
+/// create call and recording its result looks the same): the retry finds it by its marker.
+#[tokio::test]
+async fn a_card_whose_creation_answer_was_lost_is_found_not_made_again() {
+    use aia_chat::clients::{ClientSettings, UpstreamPolicy};
+    use aia_chat::tasks::provider::{NewTask, TaskProvider, for_client};
+    use aia_chat::tasks::trello::Trello;
+
+    let trello = FakeTrello::start().await;
+    let app = TestApp::spawn().await;
+    let mut pairs = trello.client_settings();
+    pairs.push(format!("trello_label_ids={}", trello_fake::LABEL_CALLBACK));
+    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let rows = app.state.store.settings_get(app.state.registry.get("demo").unwrap().row.id).await.unwrap();
+    let settings = ClientSettings::from_stored(rows);
+    let provider =
+        for_client(&settings, &app.state.keys, "demo", Trello::http_client(UpstreamPolicy::default())).unwrap();
+    let task = NewTask {
+        name: "Callback: please call me back".into(),
+        description: "Wants a call back.\n\n---\nref `aia-task:c-1:1`".into(),
+        tag_names: vec!["bug".into(), "no such label".into()],
+        marker: "aia-task:c-1:1".into(),
+    };
+    trello.drop_after_create(1);
+    let lost = provider.create_once(&task, false).await.unwrap_err();
+    assert!(lost.retryable(), "{lost}");
+    assert_eq!(trello.cards().len(), 1, "the card exists although its answer was lost");
+    let found = provider.create_once(&task, true).await.unwrap();
+    assert_eq!(trello.cards().len(), 1, "found, not made again");
+    let card = &trello.cards()[0];
+    assert_eq!(found.id, card.id);
+    assert!(card.id_labels.contains(&trello_fake::LABEL_CALLBACK.to_string()), "the default label");
+    assert!(card.id_labels.contains(&trello_fake::LABEL_BUG.to_string()), "the category's label by name");
+    assert_eq!(card.id_labels.len(), 2, "an unknown label name is dropped, not created");
+    // A fresh request with another marker makes its own card.
+    let other = NewTask { marker: "aia-task:c-1:2".into(), description: "ref `aia-task:c-1:2`".into(), ..task };
+    provider.create_once(&other, true).await.unwrap();
+    assert_eq!(trello.cards().len(), 2);
+}
