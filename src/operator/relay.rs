@@ -21,6 +21,8 @@ use crate::store::{HandoffState, Inserted, OperatorLink, OutboxItem, Role, Store
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
 /// The longest pause between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Items delivered concurrently in one pass of the worker.
+const PASS: u32 = 100;
 
 /// What the visitor reads when the hand-off starts.
 const HANDING_OFF: &str =
@@ -167,19 +169,24 @@ async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<()
 /// The worker: delivers due items until shutdown; woken by new work, else polls each second.
 pub async fn run(state: AppState) {
     let http = state.operator_http.clone();
+    let mut more = false;
     loop {
-        tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            _ = state.operator_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        // A full pass may have left due items behind: look again at once.
+        if !more {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = state.operator_wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
-        let due = match state.store.outbox_due(now_ms(), 100).await {
+        let due = match state.store.outbox_due(now_ms(), PASS).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the operator outbox failed");
                 continue;
             }
         };
+        more = due.len() >= PASS as usize && !state.shutdown.is_cancelled();
         let deliveries = due.into_iter().map(|item| {
             let (state, http) = (state.clone(), http.clone());
             async move { deliver(&state, &http, item).await }
@@ -260,6 +267,8 @@ async fn give_up(state: &AppState, item: &OutboxItem, why: &str) -> Result<(), S
 #[derive(Default)]
 pub struct Discovery {
     known: std::sync::Mutex<std::collections::HashMap<i64, Discovered>>,
+    /// Held while asking Chatwoot, so the many deliveries of one pass ask once, not each.
+    asking: tokio::sync::Mutex<()>,
 }
 
 /// One client's discovered facts.
@@ -304,7 +313,14 @@ pub async fn connect(
         .parse()
         .map_err(|_| Failure::Dead("operator_inbox_id is not set: no hand-off without an inbox".into()))?;
     let bot_token = secret("operator_bot_token")?;
-    if let Some(known) = state.operator_discovery.get(client) {
+    let mut _asking = None;
+    let mut known = state.operator_discovery.get(client);
+    if known.is_none() {
+        // One asks; the others wait and find the answer (held until the end of the asking).
+        _asking = Some(state.operator_discovery.asking.lock().await);
+        known = state.operator_discovery.get(client);
+    }
+    if let Some(known) = known {
         let config = ChatwootConfig { base, account_id: known.account_id, inbox_id, admin_token, bot_token };
         return Ok((Chatwoot::new(config, http.clone())?, known));
     }
