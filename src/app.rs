@@ -53,6 +53,8 @@ pub struct StateInner {
     pub operator_http: reqwest::Client,
     /// The HTTP client for every task board.
     pub tasks_http: reqwest::Client,
+    /// Wakes the task worker when a task is queued.
+    pub tasks_wake: tokio::sync::Notify,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -125,6 +127,7 @@ impl App {
                 ),
                 operator_http: crate::operator::chatwoot::Chatwoot::http_client(settings.store.upstream),
                 tasks_http: crate::tasks::trello::Trello::http_client(settings.store.upstream),
+                tasks_wake: tokio::sync::Notify::new(),
                 model_breakers: Default::default(),
                 usage_meter: Default::default(),
                 limits: Limits::new(settings.limits),
@@ -161,6 +164,7 @@ impl App {
         let schedule = spawn_schedule(&state);
         let operator = tokio::spawn(crate::operator::relay::run(state.clone()));
         let cable = tokio::spawn(crate::operator::cable::run(state.clone()));
+        let tasks = tokio::spawn(crate::tasks::flow::run(state.clone()));
         let router = http::router(state.clone());
         let token = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -184,6 +188,7 @@ impl App {
         background.abort();
         schedule.abort();
         operator.abort();
+        tasks.abort();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cable).await;
         Ok(())
     }

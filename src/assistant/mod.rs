@@ -48,6 +48,8 @@ pub struct Reply {
     pub usage: Option<TokenUsage>,
     /// The model called `handoff_to_human` and this shop has a person to hand off to.
     pub handoff: bool,
+    /// The model called `create_task` and this shop has a task board.
+    pub task: Option<tools::TaskIdea>,
 }
 
 /// How sure retrieval must be before an entry is given as the answer.
@@ -76,6 +78,9 @@ pub struct Persona<'a> {
     /// Whether a person can take over (a human operator is set up), so the model's
     /// `handoff_to_human` really hands off instead of being told it is unavailable.
     pub handoff: bool,
+    /// Whether tasks are set up (`Some(true)`: the visitor confirms first), so `create_task`
+    /// records one instead of being told it is unavailable.
+    pub tasks: Option<bool>,
 }
 
 /// A client's language model, resolved from its settings.
@@ -166,6 +171,7 @@ pub async fn answer_with_model(
     let mut text = String::new();
     let mut usage = TokenUsage::default();
     let mut handoff = false;
+    let mut task = None;
     let mut tools_accepted = true;
     let mut round = 0;
     while round <= TOOL_ROUNDS {
@@ -222,8 +228,14 @@ pub async fn answer_with_model(
             .tool_calls
             .iter()
             .map(|c| {
-                let (content, hands_off) = tools::run(c, persona.handoff);
-                handoff |= hands_off;
+                let can = tools::Abilities { handoff: persona.handoff, tasks: persona.tasks };
+                let (content, action) = tools::run(c, can);
+                match action {
+                    tools::Action::Handoff => handoff = true,
+                    // One request, one task: the first the model asks for.
+                    tools::Action::Task(idea) if task.is_none() => task = Some(idea),
+                    _ => {}
+                }
                 ToolResult { call_id: c.id.clone(), content }
             })
             .collect();
@@ -231,9 +243,10 @@ pub async fn answer_with_model(
         chat.turns.push(Turn::ToolResults(results));
     }
     if text.trim().is_empty() {
-        return (Reply { handoff, ..answer(knowledge, persona, confidence, question) }, None);
+        return (Reply { handoff, task, ..answer(knowledge, persona, confidence, question) }, None);
     }
-    (Reply { text: text.trim().to_string(), source: Source::Model, entry_id: None, usage: Some(usage), handoff }, None)
+    let text = text.trim().to_string();
+    (Reply { text, source: Source::Model, entry_id: None, usage: Some(usage), handoff, task }, None)
 }
 
 /// Answers `question` from `knowledge` alone.
@@ -248,9 +261,17 @@ pub fn answer(knowledge: &KnowledgeIndex, persona: Persona<'_>, confidence: Conf
                 entry_id: Some(entry.id.clone()),
                 usage: None,
                 handoff: false,
+                task: None,
             }
         }
-        _ => Reply { text: dont_know(persona), source: Source::Fallback, entry_id: None, usage: None, handoff: false },
+        _ => Reply {
+            text: dont_know(persona),
+            source: Source::Fallback,
+            entry_id: None,
+            usage: None,
+            handoff: false,
+            task: None,
+        },
     }
 }
 
@@ -271,7 +292,7 @@ mod tests {
     #[test]
     fn demo_questions_and_unrelated_ones() {
         let index = KnowledgeIndex::build(demo_entries(), "en").unwrap();
-        let persona = Persona { bot_name: "Bot", contact_text: "Write to us.", handoff: false };
+        let persona = Persona { bot_name: "Bot", contact_text: "Write to us.", handoff: false, tasks: None };
         let c = Confidence::default();
         for (q, id) in [
             ("how long does shipping take", "shipping-time"),

@@ -58,10 +58,40 @@ fn build() -> Vec<ToolSpec> {
     ]
 }
 
-/// The tool message content answering `call`, and whether it hands the conversation to a
-/// person (`handoff`: this shop has one; the caller starts the hand-off once the answer is
-/// stored). Product search and tasks are not wired yet and say so.
-pub fn run(call: &ToolCall, handoff: bool) -> (String, bool) {
+/// A follow-up task as the model described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskIdea {
+    pub title: String,
+    pub description: String,
+    /// How to reach the visitor, if they said (unverified).
+    pub contact: Option<String>,
+    pub category: Option<String>,
+}
+
+/// What a tool call asks of the server once the answer is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Nothing,
+    /// Hand the conversation to a person.
+    Handoff,
+    /// Record a follow-up task.
+    Task(TaskIdea),
+}
+
+/// What this shop can do for the model's tools.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Abilities {
+    /// A person can take over.
+    pub handoff: bool,
+    /// Tasks are set up; `Some(true)` when the visitor confirms first.
+    pub tasks: Option<bool>,
+}
+
+/// The tool message content answering `call`, and what the server does once the answer is
+/// stored (a hand-off where this shop has a person, a task where it has a board). Product
+/// search is not wired yet and says so.
+pub fn run(call: &ToolCall, can: Abilities) -> (String, Action) {
+    let handoff = can.handoff;
     let unavailable = |what: &str| {
         json!({
             "ok": false,
@@ -75,15 +105,44 @@ pub fn run(call: &ToolCall, handoff: bool) -> (String, bool) {
         ("handoff_to_human", Ok(_)) if handoff => {
             let message = "A person from the shop's team has been asked to join this chat. Tell the visitor, in one \
                            short sentence, that they will reply right here.";
-            return (json!({"ok": true, "message": message}).to_string(), true);
+            return (json!({"ok": true, "message": message}).to_string(), Action::Handoff);
         }
         ("handoff_to_human", Ok(_)) => unavailable("Handing the conversation to a person"),
-        ("create_task", Ok(_)) => unavailable("Creating a follow-up task"),
+        ("create_task", Ok(args)) => match (can.tasks, task_idea(args)) {
+            (None, _) => unavailable("Creating a follow-up task"),
+            (Some(_), None) => json!({"ok": false, "error": "invalid_arguments",
+                "message": "create_task needs a non-empty title and description."}),
+            (Some(confirm), Some(idea)) => {
+                let message = if confirm {
+                    "The request is noted but not sent yet. Ask the visitor, in one short sentence quoting its title, \
+                     whether to pass it on to the team; they answer yes or no."
+                } else {
+                    "The request is being passed to the shop's team, who will follow up. Tell the visitor briefly."
+                };
+                return (json!({"ok": true, "message": message}).to_string(), Action::Task(idea));
+            }
+        },
         (other, Ok(_)) => {
             json!({"ok": false, "error": "unknown_tool", "message": format!("There is no tool named {other}.")})
         }
     };
-    (result.to_string(), false)
+    (result.to_string(), Action::Nothing)
+}
+
+/// `create_task`'s arguments, when usable.
+fn task_idea(args: &serde_json::Value) -> Option<TaskIdea> {
+    let text = |k: &str, max: usize| {
+        args.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(|s| s.trim().chars().take(max).collect::<String>())
+            .filter(|s| !s.is_empty())
+    };
+    Some(TaskIdea {
+        title: text("title", 200)?,
+        description: text("description", 4_000)?,
+        contact: text("contact", 300),
+        category: text("category", 60),
+    })
 }
 
 #[cfg(test)]
@@ -100,11 +159,13 @@ mod tests {
         let names: Vec<&str> = declarations().iter().map(|t| t.name).collect();
         assert_eq!(names, ["search_products", "handoff_to_human", "create_task"]);
         let answer = |name: &str, args: Result<Value, String>, handoff: bool| {
-            let (text, hands_off) = run(&call(name, args), handoff);
-            (serde_json::from_str::<Value>(&text).unwrap(), hands_off)
+            let (text, action) = run(&call(name, args), Abilities { handoff, tasks: None });
+            (serde_json::from_str::<Value>(&text).unwrap(), action == Action::Handoff)
         };
         let (r, h) = answer("search_products", Ok(json!({"query": "kettle"})), true);
         assert_eq!((r["ok"].as_bool(), r["error"].as_str(), h), (Some(false), Some("not_configured"), false));
+        let (r, _) = answer("create_task", Ok(json!({"title": "Call back", "description": "Wants a call"})), true);
+        assert_eq!(r["error"], "not_configured", "no board: {r}");
         let (r, _) = answer("create_task", Err("arguments were not valid JSON".into()), true);
         assert_eq!(r["error"], "invalid_arguments");
         let (r, _) = answer("delete_shop", Ok(json!({})), true);
@@ -114,5 +175,26 @@ mod tests {
         assert_eq!((r["error"].as_str(), h), (Some("not_configured"), false));
         let (r, h) = answer("handoff_to_human", Ok(json!({"reason": "wants a refund"})), true);
         assert_eq!((r["ok"].as_bool(), h), (Some(true), true));
+    }
+
+    #[test]
+    fn create_task_is_recorded_where_the_shop_has_a_board() {
+        let can = Abilities { handoff: false, tasks: Some(true) };
+        let args = json!({"title": " Call back ", "description": "Kettle broken, wants a call", "contact": "+49 171", "category": "callback"});
+        let (text, action) = run(&call("create_task", Ok(args)), can);
+        assert!(text.contains("Ask the visitor"), "{text}");
+        let Action::Task(idea) = action else { panic!("a task: {action:?}") };
+        assert_eq!(
+            (idea.title.as_str(), idea.contact.as_deref(), idea.category.as_deref()),
+            ("Call back", Some("+49 171"), Some("callback"))
+        );
+        let (text, action) = run(
+            &call("create_task", Ok(json!({"title": "x", "description": "y"}))),
+            Abilities { tasks: Some(false), ..can },
+        );
+        assert!(text.contains("being passed"), "{text}");
+        assert!(matches!(action, Action::Task(_)));
+        let (text, action) = run(&call("create_task", Ok(json!({"title": ""}))), can);
+        assert!(text.contains("invalid_arguments") && action == Action::Nothing, "{text}");
     }
 }

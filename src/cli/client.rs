@@ -105,6 +105,17 @@ pub async fn run(args: &StoreArgs, command: ClientCommand) -> anyhow::Result<()>
                     last.last_error.as_deref().unwrap_or("unknown")
                 );
             }
+            let failed = store.tasks_failed(row.id).await?;
+            if let Some(last) = failed.first() {
+                println!(
+                    "  {:<20} {} not created; latest {} (\"{}\"): {}",
+                    "task failures",
+                    failed.len(),
+                    crate::realtime::protocol::rfc3339_ms(last.updated_at),
+                    last.title,
+                    last.last_error.as_deref().unwrap_or("unknown")
+                );
+            }
             for note in notes(&s) {
                 println!("note: {note}");
             }

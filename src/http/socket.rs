@@ -29,6 +29,7 @@ use crate::realtime::protocol::{
 };
 use crate::registry::ClientRuntime;
 use crate::store::{Feedback, HandoffState, Inserted, Message, NewMessage, Role};
+use crate::tasks::flow as tasks;
 
 /// How long a socket may stay open without saying hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -330,6 +331,11 @@ impl Conn {
         {
             return outcome;
         }
+        if tasks::configured(&self.client)
+            && let Some(outcome) = self.task_route(session, &new, &id).await
+        {
+            return outcome;
+        }
         let state = &self.state;
         // The answer starts while the message is being stored, so the disk write is not on
         // the way to the first token; it is stored only once the message is (and dropped if
@@ -394,6 +400,57 @@ impl Conn {
         };
         if let Err(e) = queued {
             tracing::error!(error = %e, session, "queueing work for the operator failed");
+        }
+        Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: false }.encode()))
+    }
+
+    /// With tasks set up: a yes or no to an open proposal settles it, and (without a model)
+    /// an explicit request becomes a task; the assistant replies instead of answering.
+    /// `None` leaves the message to the assistant.
+    async fn task_route(&mut self, session: i64, new: &NewMessage, id: &str) -> Option<Outcome> {
+        let state = &self.state;
+        let decision = match tasks::decide(state, &self.client, session, &new.text).await {
+            Ok(Some(decision)) => decision,
+            Ok(None) => return None,
+            Err(e) => return Some(internal(&e, Some(id))),
+        };
+        let stored = match state.store.message_insert(new).await {
+            Ok(Inserted::New(stored)) => stored,
+            // Handled when it first came.
+            Ok(Inserted::Duplicate(stored)) => {
+                return Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode()));
+            }
+            Err(e) => return Some(internal(&e, Some(id))),
+        };
+        state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
+        let reply = match decision {
+            tasks::Decision::Confirm(task) => {
+                tasks::confirm(state, &task).await.map(|_| tasks::settled_text(true).into())
+            }
+            tasks::Decision::Decline(task) => {
+                tasks::decline(state, &task).await.map(|_| tasks::settled_text(false).into())
+            }
+            tasks::Decision::Request(found) => {
+                let request = tasks::Request {
+                    title: found.title.clone(),
+                    summary: stored.text.clone(),
+                    category: Some(found.category),
+                    contact: None,
+                    page: self.page.as_ref().and_then(|p| p.url.clone()),
+                };
+                tasks::take(state, &self.client, session, stored.seq, request)
+                    .await
+                    .map(|taken| tasks::taken_text(&taken, &found.title))
+            }
+        };
+        let text: String = match reply {
+            Ok(text) => text,
+            Err(e) => return Some(internal(&e, Some(id))),
+        };
+        let mut answer = relay::server_message(session, Role::Assistant, &text);
+        answer.reply_to = Some(stored.seq);
+        if let Err(e) = relay::show(state, &answer).await {
+            tracing::error!(error = %e, session, "storing the task reply failed");
         }
         Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: false }.encode()))
     }
@@ -613,6 +670,8 @@ async fn answer(
                 bot_name: client.settings.get("bot_name"),
                 contact_text: client.settings.get("contact_text"),
                 handoff: relay::configured(&client),
+                tasks: tasks::configured(&client)
+                    .then(|| client.settings.get("tasks_require_confirmation") != "off"),
             };
         let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &turn.text);
         let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
@@ -700,6 +759,22 @@ async fn answer(
         }
         if let Inserted::New(m) = stored_answer {
             state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
+            if let Some(idea) = reply.task {
+                let request = tasks::Request {
+                    category: idea.category.as_deref().and_then(crate::tasks::detect::Category::parse),
+                    title: idea.title,
+                    summary: idea.description,
+                    contact: idea.contact,
+                    page: page.as_ref().and_then(|p| p.url.clone()),
+                };
+                let title = request.title.clone();
+                let taken = tasks::take(&state, &client, session, seq, request).await?;
+                // The model already told the visitor what happens; only a refusal needs words.
+                if matches!(taken, tasks::Taken::Capped | tasks::Taken::Duplicate) {
+                    let notice = relay::server_message(session, Role::System, &tasks::taken_text(&taken, &title));
+                    relay::show(&state, &notice).await?;
+                }
+            }
             if reply.handoff {
                 let page = page.as_ref().and_then(|p| p.url.clone());
                 relay::start_handoff(&state, &client, session, handoff::Trigger::Model, page).await?;

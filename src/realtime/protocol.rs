@@ -321,7 +321,8 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             // Only visitors' own ids: other messages may carry an internal one (`chatwoot#…`).
             client_id: m.client_msg_id.as_deref().filter(|_| m.role == Role::Visitor),
             reply_to: m.reply_to,
-            source: m.source.as_deref(),
+            // `source` is about answers; a task confirmation says what it is with `task`.
+            source: m.source.as_deref().filter(|_| m.role != Role::System),
             entry_id: m.entry_id.as_deref(),
             feedback: m.feedback,
             operator: m
@@ -330,7 +331,8 @@ impl<'a> From<&'a Message> for MessageView<'a> {
                 .filter(|_| m.role == Role::Operator)
                 .map(|a| OperatorView { name: a.name.clone(), avatar_url: a.avatar_url.clone() }),
             products: None,
-            task: None,
+            task: (m.role == Role::System && m.source.as_deref() == Some(crate::tasks::flow::TASK_SOURCE))
+                .then(|| TaskView { title: m.text.clone(), url: None }),
             attachments: (!m.attachments.is_empty()).then(|| {
                 m.attachments
                     .iter()

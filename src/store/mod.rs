@@ -175,6 +175,85 @@ impl HandoffState {
     }
 }
 
+/// Where a follow-up task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting for the visitor's yes or no.
+    Proposed,
+    /// To be created at the provider (retried until created or failed).
+    Queued,
+    Created,
+    /// The visitor said no, or moved on.
+    Declined,
+    /// Refused for good or too old: kept for the admin.
+    Failed,
+}
+
+impl TaskState {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Proposed => "proposed",
+            TaskState::Queued => "queued",
+            TaskState::Created => "created",
+            TaskState::Declined => "declined",
+            TaskState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> TaskState {
+        match s {
+            "proposed" => TaskState::Proposed,
+            "queued" => TaskState::Queued,
+            "created" => TaskState::Created,
+            "declined" => TaskState::Declined,
+            _ => TaskState::Failed,
+        }
+    }
+}
+
+/// A task request to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTaskRecord {
+    pub client_id: i64,
+    pub session_id: i64,
+    /// Unique per request; also written into the card.
+    pub marker: String,
+    pub category: Option<String>,
+    pub title: String,
+    pub summary: String,
+    /// Contact details the visitor gave (unverified).
+    pub contact: Option<String>,
+    pub page: Option<String>,
+    pub state: TaskState,
+    pub now: i64,
+}
+
+/// A recorded task: the request, where it stands, and the card once made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub id: i64,
+    pub client_id: i64,
+    pub session_id: i64,
+    pub marker: String,
+    pub category: Option<String>,
+    pub title: String,
+    pub summary: String,
+    pub contact: Option<String>,
+    pub page: Option<String>,
+    pub state: TaskState,
+    pub attempts: i64,
+    pub next_at: i64,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    /// The short reference shown to the visitor.
+    pub reference: Option<String>,
+    /// The card's link (for the team only).
+    pub url: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 /// A session's link to its conversation at the operator's service (Chatwoot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorLink {
@@ -445,6 +524,27 @@ pub trait Store: Send + Sync + 'static {
         client_id: i64,
         conversation_id: i64,
     ) -> StoreResult<Option<OperatorLink>>;
+    /// Records a task request; `Conflict` when its marker exists (one request, one task).
+    async fn task_insert(&self, task: &NewTaskRecord) -> StoreResult<TaskRecord>;
+    /// The task of `session_id` waiting for the visitor's yes or no, if any.
+    async fn task_proposed(&self, session_id: i64) -> StoreResult<Option<TaskRecord>>;
+    /// Moves a task to `state`, due at `now` (a proposal confirmed or declined).
+    async fn task_set_state(&self, id: i64, state: TaskState, now: i64) -> StoreResult<()>;
+    /// Queued tasks due at `now`, oldest first.
+    async fn tasks_due(&self, now: i64, limit: u32) -> StoreResult<Vec<TaskRecord>>;
+    /// Records the created card.
+    async fn task_created(&self, id: i64, provider_id: &str, reference: &str, url: &str, now: i64) -> StoreResult<()>;
+    /// An attempt starts: counted, and the task is not due again before `until` (if the
+    /// process dies mid-call, the next attempt knows one was made).
+    async fn task_attempt(&self, id: i64, until: i64) -> StoreResult<()>;
+    /// The attempt failed: due again at `next_at`.
+    async fn task_retry(&self, id: i64, next_at: i64, error: &str) -> StoreResult<()>;
+    /// Gives up on a task (kept, with the reason, for the admin).
+    async fn task_failed(&self, id: i64, now: i64, error: &str) -> StoreResult<()>;
+    /// Tasks of `session_id` requested since `since`, declined ones not counted (the cap).
+    async fn tasks_since(&self, session_id: i64, since: i64) -> StoreResult<i64>;
+    /// A client's failed tasks, newest first.
+    async fn tasks_failed(&self, client_id: i64) -> StoreResult<Vec<TaskRecord>>;
     /// The links of `client_id` a person has or is about to have (with a Chatwoot
     /// conversation): what the ActionCable subscription listens to.
     async fn operator_links_open(&self, client_id: i64) -> StoreResult<Vec<OperatorLink>>;

@@ -59,6 +59,7 @@ macro_rules! migrations {
                 include_str!(concat!("../../migrations/", $dialect, "/0007_feedback_identity.sql")),
             ),
             (8, "operator", include_str!(concat!("../../migrations/", $dialect, "/0008_operator.sql"))),
+            (9, "tasks", include_str!(concat!("../../migrations/", $dialect, "/0009_tasks.sql"))),
         ]
     };
 }
@@ -430,6 +431,44 @@ where
         state: HandoffState::parse(&state),
         handoffs: row.try_get(6)?,
         updated_at: row.try_get(7)?,
+    })
+}
+
+macro_rules! task_columns {
+    () => {
+        "id, client_id, session_id, marker, category, title, summary, contact, page, state, attempts, next_at, \
+         last_error, provider_id, reference, url, created_at, updated_at"
+    };
+}
+
+fn task_from<R>(row: &R) -> Result<TaskRecord, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database>,
+{
+    let state: String = row.try_get(9)?;
+    Ok(TaskRecord {
+        id: row.try_get(0)?,
+        client_id: row.try_get(1)?,
+        session_id: row.try_get(2)?,
+        marker: row.try_get(3)?,
+        category: row.try_get(4)?,
+        title: row.try_get(5)?,
+        summary: row.try_get(6)?,
+        contact: row.try_get(7)?,
+        page: row.try_get(8)?,
+        state: TaskState::parse(&state),
+        attempts: row.try_get(10)?,
+        next_at: row.try_get(11)?,
+        last_error: row.try_get(12)?,
+        provider_id: row.try_get(13)?,
+        reference: row.try_get(14)?,
+        url: row.try_get(15)?,
+        created_at: row.try_get(16)?,
+        updated_at: row.try_get(17)?,
     })
 }
 
@@ -944,6 +983,143 @@ macro_rules! sql_store {
                 .fetch_optional(&self.reader)
                 .await?;
                 Ok(row.map(|r| link_from(&r)).transpose()?)
+            }
+
+            async fn task_insert(&self, t: &NewTaskRecord) -> StoreResult<TaskRecord> {
+                let row = sqlx::query(concat!(
+                    "INSERT INTO tasks (client_id, session_id, marker, category, title, summary, contact, page, ",
+                    "state, next_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10) ",
+                    "RETURNING ",
+                    task_columns!()
+                ))
+                .bind(t.client_id)
+                .bind(t.session_id)
+                .bind(&t.marker)
+                .bind(&t.category)
+                .bind(&t.title)
+                .bind(&t.summary)
+                .bind(&t.contact)
+                .bind(&t.page)
+                .bind(t.state.as_str())
+                .bind(t.now)
+                .fetch_one(&self.pool)
+                .await;
+                match row {
+                    Ok(row) => Ok(task_from(&row)?),
+                    Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("task {}", t.marker))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn task_proposed(&self, session_id: i64) -> StoreResult<Option<TaskRecord>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE session_id = $1 AND state = 'proposed' ORDER BY id DESC LIMIT 1"
+                ))
+                .bind(session_id)
+                .fetch_optional(&self.reader)
+                .await?;
+                Ok(row.map(|r| task_from(&r)).transpose()?)
+            }
+
+            async fn task_set_state(&self, id: i64, state: TaskState, now: i64) -> StoreResult<()> {
+                sqlx::query("UPDATE tasks SET state = $2, next_at = $3, updated_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(state.as_str())
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn tasks_due(&self, now: i64, limit: u32) -> StoreResult<Vec<TaskRecord>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE state = 'queued' AND next_at <= $1 ORDER BY next_at, id LIMIT $2"
+                ))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(task_from).collect::<Result<_, _>>()?)
+            }
+
+            async fn task_created(
+                &self,
+                id: i64,
+                provider_id: &str,
+                reference: &str,
+                url: &str,
+                now: i64,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'created', provider_id = $2, reference = $3, url = $4, \
+                     last_error = NULL, updated_at = $5 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(provider_id)
+                .bind(reference)
+                .bind(url)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn task_attempt(&self, id: i64, until: i64) -> StoreResult<()> {
+                sqlx::query("UPDATE tasks SET next_at = $2, attempts = attempts + 1 WHERE id = $1")
+                    .bind(id)
+                    .bind(until)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn task_retry(&self, id: i64, next_at: i64, error: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE tasks SET next_at = $2, last_error = $3, updated_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(next_at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn task_failed(&self, id: i64, now: i64, error: &str) -> StoreResult<()> {
+                sqlx::query(
+                    "UPDATE tasks SET state = 'failed', last_error = $3, updated_at = $2 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn tasks_since(&self, session_id: i64, since: i64) -> StoreResult<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) FROM tasks WHERE session_id = $1 AND created_at >= $2 AND state <> 'declined'",
+                )
+                .bind(session_id)
+                .bind(since)
+                .fetch_one(&self.reader)
+                .await?;
+                Ok(row.try_get(0)?)
+            }
+
+            async fn tasks_failed(&self, client_id: i64) -> StoreResult<Vec<TaskRecord>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM tasks WHERE client_id = $1 AND state = 'failed' ORDER BY updated_at DESC, id DESC"
+                ))
+                .bind(client_id)
+                .fetch_all(&self.reader)
+                .await?;
+                Ok(rows.iter().map(task_from).collect::<Result<_, _>>()?)
             }
 
             async fn operator_links_open(&self, client_id: i64) -> StoreResult<Vec<OperatorLink>> {

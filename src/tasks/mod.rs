@@ -3,5 +3,6 @@
 
 pub mod card;
 pub mod detect;
+pub mod flow;
 pub mod provider;
 pub mod trello;

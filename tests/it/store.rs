@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use aia_chat::store::{
-    Attachment, Author, DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, OperatorLink, OutboxItem, Role,
-    SettingWrite, Store, StoreError, TokenUsage, utc_day,
+    Attachment, Author, DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, NewTaskRecord, OperatorLink,
+    OutboxItem, Role, SettingWrite, Store, StoreError, TaskState, TokenUsage, utc_day,
 };
 
 use crate::support::{count_run, loud_skip};
@@ -169,7 +169,55 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(store.model_error(c.id).await.unwrap(), Some((20, "timed out".to_string())));
 
     operator_conformance(store.as_ref(), c.id, s1.id, s2.id).await;
+    task_conformance(store.as_ref(), c.id, s1.id).await;
     store.ping().await.unwrap();
+}
+
+/// Task records: one per marker, proposals, the due queue, attempts and outcomes, the cap.
+async fn task_conformance(store: &dyn Store, client: i64, session: i64) {
+    let new = |marker: &str, state: TaskState, now: i64| NewTaskRecord {
+        client_id: client,
+        session_id: session,
+        marker: marker.into(),
+        category: Some("Callback".into()),
+        title: "Callback: call me".into(),
+        summary: "Call me back".into(),
+        contact: Some("+49 171 2345678".into()),
+        page: None,
+        state,
+        now,
+    };
+    let proposed = store.task_insert(&new("aia-task:c:1", TaskState::Proposed, 1_000)).await.unwrap();
+    assert_eq!(
+        (proposed.state, proposed.attempts, proposed.title.as_str()),
+        (TaskState::Proposed, 0, "Callback: call me")
+    );
+    assert!(matches!(
+        store.task_insert(&new("aia-task:c:1", TaskState::Queued, 1_001)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.task_proposed(session).await.unwrap().map(|t| t.id), Some(proposed.id));
+    assert!(store.tasks_due(5_000, 10).await.unwrap().is_empty(), "a proposal is not due");
+    store.task_set_state(proposed.id, TaskState::Queued, 2_000).await.unwrap();
+    assert_eq!(store.task_proposed(session).await.unwrap(), None);
+    let due = store.tasks_due(2_000, 10).await.unwrap();
+    assert_eq!(due.iter().map(|t| t.id).collect::<Vec<_>>(), [proposed.id]);
+    store.task_attempt(proposed.id, 62_000).await.unwrap();
+    assert!(store.tasks_due(3_000, 10).await.unwrap().is_empty(), "leased");
+    store.task_retry(proposed.id, 4_000, "Trello is unavailable").await.unwrap();
+    let again = &store.tasks_due(4_000, 10).await.unwrap()[0];
+    assert_eq!((again.attempts, again.last_error.as_deref()), (1, Some("Trello is unavailable")));
+    store.task_created(proposed.id, "card-1", "Ab12Cd34", "https://trello.com/c/Ab12Cd34", 5_000).await.unwrap();
+    assert!(store.tasks_due(10_000, 10).await.unwrap().is_empty());
+    let declined = store.task_insert(&new("aia-task:c:2", TaskState::Proposed, 6_000)).await.unwrap();
+    store.task_set_state(declined.id, TaskState::Declined, 6_500).await.unwrap();
+    let failed = store.task_insert(&new("aia-task:c:3", TaskState::Queued, 7_000)).await.unwrap();
+    store.task_failed(failed.id, 8_000, "invalid token").await.unwrap();
+    assert_eq!(store.tasks_since(session, 0).await.unwrap(), 2, "declined ones don't count");
+    assert_eq!(store.tasks_since(session, 6_000).await.unwrap(), 1);
+    let failures = store.tasks_failed(client).await.unwrap();
+    assert_eq!((failures.len(), failures[0].last_error.as_deref()), (1, Some("invalid token")));
+    assert!(store.tasks_failed(client + 1).await.unwrap().is_empty());
 }
 
 /// The operator's links, outbox and webhook deliveries.

@@ -106,3 +106,196 @@ async fn a_card_whose_creation_answer_was_lost_is_found_not_made_again() {
     provider.create_once(&other, true).await.unwrap();
     assert_eq!(trello.cards().len(), 2);
 }
+
+mod conversation {
+    //! Tasks over the visitor's WebSocket, without a model (the rule-based detector).
+
+    use std::time::{Duration, Instant};
+
+    use serde_json::{Value, json};
+
+    use crate::support::{TestApp, Ws};
+    use crate::trello_fake::{self, FakeCard, FakeTrello};
+
+    async fn tasks_app(trello: &FakeTrello, extra: &[&str]) -> TestApp {
+        let app = TestApp::spawn().await;
+        let mut pairs = trello.client_settings();
+        pairs.push(format!("trello_label_ids={}", trello_fake::LABEL_QUOTE));
+        pairs.extend(extra.iter().map(|s| s.to_string()));
+        app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        app
+    }
+
+    async fn cards_eventually(trello: &FakeTrello, n: usize) -> Vec<FakeCard> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let cards = trello.cards();
+            if cards.len() >= n {
+                return cards;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {n} cards, have {}", cards.len());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The system message that confirms a created task.
+    async fn task_confirmation(ws: &mut Ws) -> Value {
+        loop {
+            let m = ws.next_of("message").await["message"].clone();
+            if m["role"] == "system" {
+                return m;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_proposed_confirmed_and_becomes_one_card_with_a_reference() {
+        let trello = FakeTrello::start().await;
+        let app = tasks_app(&trello, &[]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        ws.send(json!({"type": "identify", "name": "Dana", "email": "dana@example.org"})).await;
+
+        // A FAQ question is answered as always.
+        let (_, faq) = ws.ask("t0", "What is your return policy?").await;
+        assert_eq!(faq["role"], "assistant");
+        assert!(!faq["text"].as_str().unwrap().contains("Shall I"), "{faq}");
+
+        let (_, proposal) = ws.ask("t1", "Please call me back tomorrow morning, +49 171 2345678").await;
+        assert!(proposal["text"].as_str().unwrap().contains("Shall I?"), "{proposal}");
+        assert!(trello.cards().is_empty(), "nothing before the visitor says yes");
+        let (_, thanks) = ws.ask("t2", "Yes please").await;
+        assert!(thanks["text"].as_str().unwrap().contains("passing it on"), "{thanks}");
+        let done = task_confirmation(&mut ws).await;
+        let title = done["task"]["title"].as_str().expect("a task view").to_string();
+        assert!(title.starts_with("Callback: Please call me back") && title.contains("(ref "), "{done}");
+        assert!(done.get("url").is_none() && done["task"].get("url").is_none(), "the board stays private: {done}");
+
+        let cards = cards_eventually(&trello, 1).await;
+        let card = &cards[0];
+        assert_eq!(card.id_list, trello_fake::LIST_INBOX);
+        assert!(title.contains(&card.short_link), "the reference is the card's: {title}");
+        assert!(card.id_labels.contains(&trello_fake::LABEL_QUOTE.to_string()), "the default label");
+        assert!(card.id_labels.contains(&trello_fake::LABEL_CALLBACK.to_string()), "the category's label");
+        for part in ["+49 171 2345678", "unverified", "Dana", "dana@example.org", "aia-task:"] {
+            assert!(card.desc.contains(part), "{part} in {}", card.desc);
+        }
+        // Sent again (a reconnecting widget resends): no second proposal, no second card.
+        ws.send(
+            json!({"type": "message", "id": "t1", "text": "Please call me back tomorrow morning, +49 171 2345678"}),
+        )
+        .await;
+        assert_eq!(ws.next_of("ack").await["duplicate"], true);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(trello.cards().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_no_makes_no_card_and_without_confirmation_the_card_is_made_at_once() {
+        let trello = FakeTrello::start().await;
+        let app = tasks_app(&trello, &[]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        ws.ask("n1", "I want to return my order 1001").await;
+        let (_, ok) = ws.ask("n2", "No thanks").await;
+        assert!(ok["text"].as_str().unwrap().contains("won't pass it on"), "{ok}");
+        // Moving on drops a proposal too.
+        ws.ask("n3", "Can I get a quote for 50 kettles?").await;
+        let (_, answer) = ws.ask("n4", "How long does shipping take?").await;
+        assert!(!answer["text"].as_str().unwrap().contains("passing"), "{answer}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(trello.cards().is_empty());
+
+        // A socket takes the client's settings when it connects.
+        app.set_client("demo", &["tasks_require_confirmation=off"]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        let (_, queued) = ws.ask("n5", "I found a bug: the checkout is broken on mobile").await;
+        assert!(queued["text"].as_str().unwrap().contains("I'm passing your request"), "{queued}");
+        let done = task_confirmation(&mut ws).await;
+        assert!(done["task"]["title"].as_str().unwrap().starts_with("Bug: "), "{done}");
+        let cards = cards_eventually(&trello, 1).await;
+        assert!(cards[0].id_labels.contains(&trello_fake::LABEL_BUG.to_string()));
+    }
+
+    #[tokio::test]
+    async fn requests_per_session_and_day_are_capped() {
+        let trello = FakeTrello::start().await;
+        let app = tasks_app(&trello, &["tasks_require_confirmation=off", "tasks_max_per_session_day=1"]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        ws.ask("c1", "Please call me back").await;
+        task_confirmation(&mut ws).await;
+        let (_, capped) = ws.ask("c2", "I want to complain about the courier").await;
+        assert!(capped["text"].as_str().unwrap().contains("several requests today"), "{capped}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(trello.cards().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_outage_and_a_lost_answer_still_make_exactly_one_card() {
+        let trello = FakeTrello::start().await;
+        let app = tasks_app(&trello, &["tasks_require_confirmation=off"]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        trello.down().await;
+        ws.ask("o1", "Please call me back").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Back, but the first create's answer is lost after the card was made.
+        trello.drop_after_create(1);
+        trello.up().await;
+        assert_eq!(cards_eventually(&trello, 1).await.len(), 1);
+        let done = task_confirmation(&mut ws).await;
+        assert!(done["task"]["title"].as_str().unwrap().contains("(ref "), "{done}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(trello.cards().len(), 1, "exactly one card");
+    }
+
+    #[tokio::test]
+    async fn a_refused_task_tells_the_visitor_and_the_admin() {
+        let trello = FakeTrello::start().await;
+        let app = tasks_app(&trello, &["tasks_require_confirmation=off"]).await;
+        app.set_client("demo", &["trello_token=ATTAnot-the-right-token-0000000000000000"]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        ws.ask("r1", "Please call me back").await;
+        let sorry = task_confirmation(&mut ws).await;
+        assert!(sorry["text"].as_str().unwrap().contains("couldn't pass your request"), "{sorry}");
+        assert!(sorry.get("task").is_none(), "{sorry}");
+        let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+        assert!(show.contains("task failures") && show.contains("invalid token"), "{show}");
+        assert!(!show.contains(trello_fake::TOKEN) && !show.contains(trello_fake::KEY), "{show}");
+        // The chat goes on.
+        let (_, answer) = ws.ask("r2", "How long does shipping take?").await;
+        assert_eq!(answer["role"], "assistant");
+    }
+
+    /// The model's `create_task` call (the contract's tool-call stream with our arguments).
+    fn create_task_call() -> crate::model_fake::Script {
+        use crate::model_fake::{Script, tool_stream};
+        let Script::Stream(pieces) = tool_stream() else { unreachable!("tool_stream is a stream") };
+        let rewrite = |bytes: Vec<u8>| {
+            String::from_utf8(bytes).unwrap().replace("search_products", "create_task").replace(
+                r#"{\"que"#,
+                r#"{\"title\": \"Callback: broken kettle\", \"description\": \"The kettle arrived broken; call back.\", \"category\": \"callback\", \"contact\": \"+49 171 2345678\", \"que"#,
+            )
+        };
+        Script::Stream(pieces.into_iter().map(|(pause, bytes)| (pause, rewrite(bytes).into_bytes())).collect())
+    }
+
+    #[tokio::test]
+    async fn the_models_create_task_is_confirmed_by_the_visitor_and_made_once() {
+        use crate::model_fake::{FakeModel, text_stream};
+        let trello = FakeTrello::start().await;
+        let model = FakeModel::start(vec![create_task_call(), text_stream(Duration::ZERO)]).await;
+        let app = tasks_app(&trello, &[&format!("model_url={}", model.base())]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        // Words the rule-based detector would not take: the model decides.
+        let (_, answer) = ws.ask("m1", "My kettle arrived broken, can someone phone me about it?").await;
+        assert_eq!(answer["source"], "model", "{answer}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(trello.cards().is_empty(), "not before the visitor says yes");
+        let (_, thanks) = ws.ask("m2", "yes").await;
+        assert!(thanks["text"].as_str().unwrap().contains("passing it on"), "{thanks}");
+        let cards = cards_eventually(&trello, 1).await;
+        assert_eq!(cards[0].name, "Callback: broken kettle");
+        assert!(cards[0].desc.contains("+49 171 2345678") && cards[0].desc.contains("unverified"), "{}", cards[0].desc);
+        assert!(cards[0].id_labels.contains(&trello_fake::LABEL_CALLBACK.to_string()));
+        let done = task_confirmation(&mut ws).await;
+        assert!(done["task"]["title"].as_str().unwrap().starts_with("Callback: broken kettle (ref "), "{done}");
+    }
+}
