@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::chatwoot_fake::{FakeChatwoot, INBOX_SECRET};
 use crate::model_fake::{FakeModel, text_stream};
 use crate::support::{TestApp, count_run, http, loud_skip};
+use crate::trello_fake::FakeTrello;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -67,6 +68,7 @@ async fn widget_in_a_real_browser() {
     let run = tokio::time::timeout(RUN_LIMIT, async {
         let n = checks(&client, &app, &forbidden).await + site_checks(&client, &app, &shop).await;
         let n = n + host_api_checks(&client, &app, &shop).await + operator_check(&client, &app, &shop).await;
+        let n = n + tasks_check(&client, &app, &shop).await;
         n + restart_check(&client, app, &shop).await
     });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
@@ -443,12 +445,7 @@ async fn host_api_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
 /// widget as an operator message with the agent's name; resolving gives the bot back.
 async fn operator_check(client: &Client, app: &TestApp, shop: &str) -> usize {
     let fake = FakeChatwoot::start().await;
-    let pairs = fake.client_settings();
-    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
-    client.goto(&format!("{shop}/body")).await.unwrap();
-    wait_for(client, "the launcher", |_| true).await;
-    part(client, ".aia-launcher").await.click().await.unwrap();
-    wait_for(client, "the panel", |w| w.panel_shown).await;
+    open_with_settings(client, app, shop, &fake.client_settings()).await;
     part(client, ".aia-human").await.click().await.unwrap();
     wait_for(client, "the hand-off notice", |w| {
         w.messages.iter().any(|m| m.role == "system" && m.text.contains("person from our team"))
@@ -483,6 +480,52 @@ async fn operator_check(client: &Client, app: &TestApp, shop: &str) -> usize {
     assert_eq!(fake.send_webhook(&webhook, &resolved, Some(INBOX_SECRET)).await.status, Some(200));
     wait_for(client, "the bot back", |w| w.messages.iter().any(|m| m.text.contains("assistant is here again"))).await;
     app.set_client("demo", &["operator_url="]).await;
+    1
+}
+
+/// Gives the demo client `pairs`, then opens the widget's panel on the shop page.
+async fn open_with_settings(client: &Client, app: &TestApp, shop: &str, pairs: &[String]) {
+    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    client.goto(&format!("{shop}/body")).await.unwrap();
+    wait_for(client, "the launcher", |_| true).await;
+    part(client, ".aia-launcher").await.click().await.unwrap();
+    wait_for(client, "the panel", |w| w.panel_shown).await;
+}
+
+/// Check 17c, [tasks]: the visitor asks to be called back, says yes to the proposal, and the
+/// widget shows the task confirmation with the card's reference (and no link to the board).
+async fn tasks_check(client: &Client, app: &TestApp, shop: &str) -> usize {
+    let trello = FakeTrello::start().await;
+    open_with_settings(client, app, shop, &trello.client_settings()).await;
+    ask(client, "Please call me back tomorrow morning").await;
+    wait_for(client, "the proposal", |w| {
+        w.messages.iter().any(|m| m.role == "assistant" && m.text.contains("Shall I?"))
+    })
+    .await;
+    ask(client, "Yes").await;
+    let deadline = Instant::now() + WAIT;
+    let shown = loop {
+        let shown = client
+            .execute(
+                r#"const t = document.getElementById("aia-chat-root").shadowRoot.querySelector(".aia-task");
+                return t ? [t.textContent, t.querySelectorAll("a").length, t.getAttribute("role")] : null;"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        if !shown.is_null() {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "the task confirmation never showed");
+        tokio::time::sleep(POLL).await;
+    };
+    let card = trello.cards().pop().expect("the card");
+    let text = shown[0].as_str().unwrap();
+    assert!(text.starts_with("Task created") && text.contains("Callback: Please call me back"), "{shown}");
+    assert!(text.contains(&format!("(ref {})", card.short_link)), "the card's reference: {shown}");
+    assert_eq!((shown[1].as_u64(), shown[2].as_str()), (Some(0), Some("note")), "no link to the private board");
+    save_screenshot(client, "browser-task-created.png").await;
+    app.set_client("demo", &["trello_key="]).await;
     1
 }
 

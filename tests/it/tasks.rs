@@ -247,6 +247,21 @@ mod conversation {
     }
 
     #[tokio::test]
+    async fn a_rate_limited_create_is_retried_after_trellos_wait() {
+        use crate::trello_fake::{Failure, Scope};
+        let trello = FakeTrello::start().await;
+        let app = tasks_app(&trello, &["tasks_require_confirmation=off"]).await;
+        let (mut ws, _) = app.visitor(None).await;
+        trello.fail_next_with(1, Failure::rate_limited(Scope::Token));
+        ws.ask("l1", "Can I get a quote for 50 kettles?").await;
+        let done = task_confirmation(&mut ws).await;
+        assert!(done["task"]["title"].as_str().unwrap().starts_with("Quote: "), "{done}");
+        assert_eq!(trello.cards().len(), 1);
+        let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+        assert!(!show.contains("task failures"), "a retried 429 is not a failure: {show}");
+    }
+
+    #[tokio::test]
     async fn a_refused_task_tells_the_visitor_and_the_admin() {
         let trello = FakeTrello::start().await;
         let app = tasks_app(&trello, &["tasks_require_confirmation=off"]).await;
