@@ -246,6 +246,46 @@ mod conversation {
         assert_eq!(trello.cards().len(), 1, "exactly one card");
     }
 
+    /// The process died after Trello made the card and before the result was recorded: the
+    /// task is still queued, with its attempt counted. After the restart the worker finds the
+    /// card by its marker and makes no second one.
+    #[tokio::test]
+    async fn after_a_crash_mid_create_the_card_is_found_not_made_again() {
+        use aia_chat::ids::{now_ms, token_hash};
+        use aia_chat::store::{NewTaskRecord, TaskState};
+        let trello = FakeTrello::start().await;
+        let app = tasks_app(&trello, &["tasks_require_confirmation=off"]).await;
+        let (mut ws, welcome) = app.visitor(None).await;
+        let client = app.state.registry.get("demo").unwrap().row.id;
+        let token = welcome["session"].as_str().unwrap();
+        let session = app.state.store.session_find(client, &token_hash(token)).await.unwrap().unwrap();
+        let marker = format!("aia-task:{}:7", session.conversation_id);
+        let task = app
+            .state
+            .store
+            .task_insert(&NewTaskRecord {
+                client_id: client,
+                session_id: session.id,
+                marker: marker.clone(),
+                category: Some("Callback".into()),
+                title: "Callback: call me".into(),
+                summary: "Call me back".into(),
+                contact: None,
+                page: None,
+                state: TaskState::Queued,
+                now: now_ms(),
+            })
+            .await
+            .unwrap();
+        // What the dead process left: the attempt counted (due again now), the card made.
+        app.state.store.task_attempt(task.id, now_ms()).await.unwrap();
+        let made = trello.add_card(trello_fake::LIST_INBOX, "Callback: call me", &format!("…\n---\nref `{marker}`"));
+        let done = task_confirmation(&mut ws).await;
+        let card = trello.card(&made).expect("the card");
+        assert!(done["task"]["title"].as_str().unwrap().contains(&format!("(ref {})", card.short_link)), "{done}");
+        assert_eq!(trello.cards().len(), 1, "no second card");
+    }
+
     #[tokio::test]
     async fn a_rate_limited_create_is_retried_after_trellos_wait() {
         use crate::trello_fake::{Failure, Scope};
