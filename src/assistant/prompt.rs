@@ -130,6 +130,7 @@ mod tests {
             feedback: None,
             author: None,
             attachments: Vec::new(),
+            products: Vec::new(),
         }
     }
 

@@ -49,6 +49,7 @@ pub enum Group {
     Training,
     Operator,
     Tasks,
+    Catalog,
 }
 
 impl Group {
@@ -60,6 +61,7 @@ impl Group {
             Group::Training => "Training data",
             Group::Operator => "Operator (Chatwoot)",
             Group::Tasks => "Tasks (Trello)",
+            Group::Catalog => "Products (catalog)",
         }
     }
 }
@@ -369,6 +371,40 @@ pub const SETTINGS: &[SettingDef] = &[
         "3",
         Group::Tasks,
         "Tasks one conversation may create a day; 0 turns tasks off.",
+    ),
+    def(
+        "product_graphql_url",
+        Kind::UpstreamUrl,
+        "",
+        Group::Catalog,
+        "GraphQL URL of the product catalog; empty means the training source's graphql_url.",
+    ),
+    def(
+        "product_query",
+        Kind::Multiline { max: 20_000 },
+        "",
+        Group::Catalog,
+        "GraphQL product search with $search and $pageSize; empty means Magento 2's products query.",
+    ),
+    def(
+        "store_url",
+        Kind::PublicUrl,
+        "",
+        Group::Catalog,
+        "The shop's base URL, for product links the catalog gives as paths (url_key).",
+    ),
+    secret_headers(
+        "product_headers",
+        Group::Catalog,
+        "product_graphql_url",
+        "Headers sent to the catalog, a JSON object, e.g. {\"Store\": \"de_de\"}.",
+    ),
+    def(
+        "product_max_results",
+        Kind::Int { min: 1, max: 12 },
+        "4",
+        Group::Catalog,
+        "Product cards one answer shows at most.",
     ),
 ];
 

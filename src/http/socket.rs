@@ -325,6 +325,7 @@ impl Conn {
             usage: None,
             author: None,
             attachments: Vec::new(),
+            products: Vec::new(),
         };
         if relay::configured(&self.client)
             && let Some(outcome) = self.operator_route(session, &new, &id).await
@@ -750,6 +751,7 @@ async fn answer(
                 usage: reply.usage,
                 author: None,
                 attachments: Vec::new(),
+                products: Vec::new(),
             })
             .await?;
         if let Some(u) = reply.usage {

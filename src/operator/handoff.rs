@@ -91,6 +91,7 @@ mod tests {
             feedback: None,
             author: None,
             attachments: Vec::new(),
+            products: Vec::new(),
         }
     }
 

@@ -127,6 +127,7 @@ pub fn server_message(session: i64, role: Role, text: &str) -> crate::store::New
         usage: None,
         author: None,
         attachments: Vec::new(),
+        products: Vec::new(),
     }
 }
 

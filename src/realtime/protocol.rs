@@ -330,7 +330,19 @@ impl<'a> From<&'a Message> for MessageView<'a> {
                 .as_ref()
                 .filter(|_| m.role == Role::Operator)
                 .map(|a| OperatorView { name: a.name.clone(), avatar_url: a.avatar_url.clone() }),
-            products: None,
+            products: (!m.products.is_empty()).then(|| {
+                m.products
+                    .iter()
+                    .map(|p| ProductView {
+                        name: p.name.clone(),
+                        url: p.url.clone(),
+                        price: p.price.as_deref().and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite()),
+                        currency: p.currency.clone(),
+                        image_url: p.image_url.clone(),
+                        in_stock: p.in_stock,
+                    })
+                    .collect()
+            }),
             task: (m.role == Role::System && m.source.as_deref() == Some(crate::tasks::flow::TASK_SOURCE))
                 .then(|| TaskView { title: m.text.clone(), url: None }),
             attachments: (!m.attachments.is_empty()).then(|| {
@@ -591,6 +603,7 @@ mod tests {
             feedback: Some(Feedback::Down),
             author: None,
             attachments: Vec::new(),
+            products: Vec::new(),
         };
         let plain = MessageView::from(&stored);
         let mut full = plain.clone();

@@ -363,6 +363,8 @@ pub struct Message {
     pub author: Option<Author>,
     /// Files that came with the message, as links.
     pub attachments: Vec<Attachment>,
+    /// Product cards the answer shows.
+    pub products: Vec<ProductCard>,
 }
 
 /// The person behind an operator message, as the operator's service names them.
@@ -378,6 +380,23 @@ pub struct Author {
 pub struct Attachment {
     pub name: String,
     pub url: String,
+}
+
+/// A product an answer showed as a card. The price is kept as the shop gave it (decimal
+/// text), so nothing is lost to floating point on the way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProductCard {
+    pub name: String,
+    /// Absolute http(s) link to the product page.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_stock: Option<bool>,
 }
 
 /// A message to store (the store assigns `seq`).
@@ -397,6 +416,8 @@ pub struct NewMessage {
     pub author: Option<Author>,
     /// Files that came with the message.
     pub attachments: Vec<Attachment>,
+    /// Product cards the answer shows.
+    pub products: Vec<ProductCard>,
 }
 
 /// Tokens of a model answer.

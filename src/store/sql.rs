@@ -60,6 +60,7 @@ macro_rules! migrations {
             ),
             (8, "operator", include_str!(concat!("../../migrations/", $dialect, "/0008_operator.sql"))),
             (9, "tasks", include_str!(concat!("../../migrations/", $dialect, "/0009_tasks.sql"))),
+            (10, "products", include_str!(concat!("../../migrations/", $dialect, "/0010_products.sql"))),
         ]
     };
 }
@@ -262,14 +263,14 @@ impl PostgresStore {
 macro_rules! message_columns {
     () => {
         "seq, session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, feedback, \
-         author_name, author_avatar, attachments"
+         author_name, author_avatar, attachments, products"
     };
 }
 
 const INSERT_MESSAGE: &str = concat!(
     "INSERT INTO messages (session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, ",
-    "prompt_tokens, completion_tokens, author_name, author_avatar, attachments) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
+    "prompt_tokens, completion_tokens, author_name, author_avatar, attachments, products) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
     message_columns!()
 );
 const ADD_USAGE: &str = "INSERT INTO model_usage (client_id, day, answers, prompt_tokens, completion_tokens) \
@@ -308,6 +309,7 @@ macro_rules! insert_message_fn {
                 .bind(m.author.as_ref().map(|a| a.name.as_str()))
                 .bind(m.author.as_ref().and_then(|a| a.avatar_url.as_deref()))
                 .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).unwrap_or_default()))
+                .bind((!m.products.is_empty()).then(|| serde_json::to_string(&m.products).unwrap_or_default()))
                 .fetch_optional(&mut *conn)
                 .await?;
             if let Some(row) = row {
@@ -361,6 +363,10 @@ where
             .transpose()?,
         attachments: row
             .try_get::<Option<String>, _>(12)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default(),
+        products: row
+            .try_get::<Option<String>, _>(13)?
             .and_then(|json| serde_json::from_str(&json).ok())
             .unwrap_or_default(),
     })

@@ -118,6 +118,7 @@ mod tests {
             feedback: None,
             author: None,
             attachments: Vec::new(),
+            products: Vec::new(),
         }
     }
 

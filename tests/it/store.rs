@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aia_chat::store::{
     Attachment, Author, DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, NewTaskRecord, OperatorLink,
-    OutboxItem, Role, SettingWrite, Store, StoreError, TaskState, TokenUsage, utc_day,
+    OutboxItem, ProductCard, Role, SettingWrite, Store, StoreError, TaskState, TokenUsage, utc_day,
 };
 
 use crate::support::{count_run, loud_skip};
@@ -23,6 +23,7 @@ fn visitor(session: i64, id: &str, text: &str) -> NewMessage {
         usage: None,
         author: None,
         attachments: Vec::new(),
+        products: Vec::new(),
     }
 }
 
@@ -266,9 +267,19 @@ async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) 
         usage: None,
         author: Some(Author { name: "Sam".into(), avatar_url: Some("https://chat.example/sam.png".into()) }),
         attachments: vec![Attachment { name: "invoice.pdf".into(), url: "https://chat.example/i.pdf".into() }],
+        // Product cards are kept the same way (any message may carry them).
+        products: vec![ProductCard {
+            name: "Lumen Desk Lamp".into(),
+            url: "https://shop.example/lumen-desk-lamp.html".into(),
+            price: Some("49.90".into()),
+            currency: Some("EUR".into()),
+            image_url: None,
+            in_stock: Some(true),
+        }],
     };
     let Inserted::New(first) = store.message_insert(&reply).await.unwrap() else { panic!("a new message") };
     assert_eq!((first.author.clone(), first.attachments.clone()), (reply.author.clone(), reply.attachments.clone()));
+    assert_eq!(first.products, reply.products);
     let Inserted::Duplicate(again) = store.message_insert(&reply).await.unwrap() else { panic!("a duplicate") };
     assert_eq!(again, first);
 

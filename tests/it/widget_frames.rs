@@ -262,6 +262,7 @@ async fn feedback_and_identity(store: Arc<dyn Store>) {
         usage: None,
         author: None,
         attachments: Vec::new(),
+        products: Vec::new(),
     };
     let stored = |m: Inserted| match m {
         Inserted::New(m) => m,
