@@ -5,6 +5,7 @@
 //! - [`clients`]: a client's settings table, validation, origins, secrets at rest.
 //! - [`store`]: persistence behind one trait (SQLite or PostgreSQL).
 //! - [`knowledge`]: FAQ entries, training from GraphQL, and their full-text index.
+//! - [`catalog`]: product search in the shop's GraphQL catalog, as product cards.
 //! - [`outbound`]: the HTTP client for upstream services, with the upstream address policy.
 //! - [`assistant`]: the per-message brain (today: the built-in answerer).
 //! - [`model`]: language-model wire formats (server-sent events, OpenAI-compatible streams).
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod assistant;
+pub mod catalog;
 pub mod cli;
 pub mod clients;
 pub mod config;

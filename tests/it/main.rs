@@ -1,6 +1,7 @@
 //! The integration tests: one binary (linking the dependency graph once), each module a group.
 //! Every test starts the real server on port 0 and talks to it over HTTP and WebSocket.
 
+mod catalog_fake;
 mod chatwoot_fake;
 mod graphql_fake;
 mod model_fake;
@@ -10,6 +11,7 @@ mod trello_fake;
 mod bad_input;
 mod browser;
 mod cable;
+mod catalog_client;
 mod chat;
 mod chatwoot_client;
 mod cli;

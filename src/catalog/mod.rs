@@ -1,0 +1,8 @@
+//! The shop's product catalog: finding products through the client's store GraphQL
+//! (`shared/contracts/graphql-magento.md` §3) and turning them into the product cards a visitor
+//! sees ([`crate::realtime::protocol::ProductView`]).
+//!
+//! - [`search`]: the product-search client (Magento 2's `products` query by default, other
+//!   schemas through a field mapping), its errors and a short per-client result cache.
+
+pub mod search;
