@@ -2,7 +2,9 @@
 //! (`shared/contracts/graphql-magento.md` §3) and turning them into the product cards a visitor
 //! sees ([`crate::realtime::protocol::ProductView`]).
 //!
+//! - [`intent`]: whether a visitor's words ask for a product, without a model.
 //! - [`search`]: the product-search client (Magento 2's `products` query by default, other
 //!   schemas through a field mapping), its errors and a short per-client result cache.
 
+pub mod intent;
 pub mod search;
