@@ -55,6 +55,10 @@ pub struct StateInner {
     pub tasks_http: reqwest::Client,
     /// Wakes the task worker when a task is queued.
     pub tasks_wake: tokio::sync::Notify,
+    /// Each client's product catalog (with its result cache).
+    pub catalogs: crate::catalog::setup::Catalogs,
+    /// The HTTP client for every catalog.
+    pub catalog_http: reqwest::Client,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -128,6 +132,8 @@ impl App {
                 operator_http: crate::operator::chatwoot::Chatwoot::http_client(settings.store.upstream),
                 tasks_http: crate::tasks::trello::Trello::http_client(settings.store.upstream),
                 tasks_wake: tokio::sync::Notify::new(),
+                catalogs: Default::default(),
+                catalog_http: crate::catalog::search::Catalog::http_client(settings.store.upstream),
                 model_breakers: Default::default(),
                 usage_meter: Default::default(),
                 limits: Limits::new(settings.limits),

@@ -24,6 +24,8 @@ pub enum Source {
     Fallback,
     /// Written by the client's language model.
     Model,
+    /// Products found in the shop's catalog (without a model).
+    Catalog,
 }
 
 impl Source {
@@ -33,6 +35,7 @@ impl Source {
             Source::Knowledge => "knowledge",
             Source::Fallback => "fallback",
             Source::Model => "model",
+            Source::Catalog => "catalog",
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct Reply {
     pub handoff: bool,
     /// The model called `create_task` and this shop has a task board.
     pub task: Option<tools::TaskIdea>,
+    /// Product cards shown with the answer (what the catalog search found).
+    pub products: Vec<crate::store::ProductCard>,
 }
 
 /// How sure retrieval must be before an entry is given as the answer.
@@ -81,6 +86,8 @@ pub struct Persona<'a> {
     /// Whether tasks are set up (`Some(true)`: the visitor confirms first), so `create_task`
     /// records one instead of being told it is unavailable.
     pub tasks: Option<bool>,
+    /// The shop's catalog, so `search_products` really searches.
+    pub catalog: Option<&'a crate::catalog::search::Catalog>,
 }
 
 /// A client's language model, resolved from its settings.
@@ -172,6 +179,7 @@ pub async fn answer_with_model(
     let mut usage = TokenUsage::default();
     let mut handoff = false;
     let mut task = None;
+    let mut products = Vec::new();
     let mut tools_accepted = true;
     let mut round = 0;
     while round <= TOOL_ROUNDS {
@@ -224,21 +232,26 @@ pub async fn answer_with_model(
         if !completion.wants_tools() {
             break;
         }
-        let results = completion
-            .tool_calls
-            .iter()
-            .map(|c| {
-                let can = tools::Abilities { handoff: persona.handoff, tasks: persona.tasks };
-                let (content, action) = tools::run(c, can);
-                match action {
-                    tools::Action::Handoff => handoff = true,
-                    // One request, one task: the first the model asks for.
-                    tools::Action::Task(idea) if task.is_none() => task = Some(idea),
-                    _ => {}
+        let mut results = Vec::new();
+        for c in &completion.tool_calls {
+            let content = match (c.name.as_str(), persona.catalog, &c.arguments) {
+                ("search_products", Some(catalog), Ok(args)) => {
+                    tools::search_products(catalog, args, &mut products).await
                 }
-                ToolResult { call_id: c.id.clone(), content }
-            })
-            .collect();
+                _ => {
+                    let can = tools::Abilities { handoff: persona.handoff, tasks: persona.tasks };
+                    let (content, action) = tools::run(c, can);
+                    match action {
+                        tools::Action::Handoff => handoff = true,
+                        // One request, one task: the first the model asks for.
+                        tools::Action::Task(idea) if task.is_none() => task = Some(idea),
+                        _ => {}
+                    }
+                    content
+                }
+            };
+            results.push(ToolResult { call_id: c.id.clone(), content });
+        }
         chat.turns.push(Turn::Assistant { text: completion.text, calls: completion.tool_calls });
         chat.turns.push(Turn::ToolResults(results));
     }
@@ -246,7 +259,43 @@ pub async fn answer_with_model(
         return (Reply { handoff, task, ..answer(knowledge, persona, confidence, question) }, None);
     }
     let text = text.trim().to_string();
-    (Reply { text, source: Source::Model, entry_id: None, usage: Some(usage), handoff, task }, None)
+    (Reply { text, source: Source::Model, entry_id: None, usage: Some(usage), handoff, task, products }, None)
+}
+
+/// Without a model: when `question` asks for a product, the catalog's products as cards (or
+/// an honest "found nothing"); otherwise, or when the catalog fails, the FAQ's `faq` answer.
+pub async fn products_or(
+    catalog: &crate::catalog::search::Catalog,
+    persona: Persona<'_>,
+    question: &str,
+    faq: Reply,
+) -> Reply {
+    let Some(wanted) = crate::catalog::intent::product_query(question) else { return faq };
+    let filters = crate::catalog::search::Filters { max_price: wanted.max_price, ..Default::default() };
+    let found = match catalog.search(&wanted.term, &filters).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "the product search failed; answered from the FAQ");
+            return faq;
+        }
+    };
+    let term = &wanted.term;
+    if found.is_empty() {
+        let text = format!(
+            "I couldn't find products matching \u{201c}{term}\u{201d}. Try other words, or: {}",
+            persona.contact_text.trim()
+        );
+        return Reply { text: text.trim_end_matches([' ', ':']).to_string(), ..faq };
+    }
+    Reply {
+        text: format!("Here is what I found for \u{201c}{term}\u{201d}:"),
+        source: Source::Catalog,
+        entry_id: None,
+        usage: None,
+        handoff: false,
+        task: None,
+        products: found.iter().map(crate::catalog::setup::card).collect(),
+    }
 }
 
 /// Answers `question` from `knowledge` alone.
@@ -262,6 +311,7 @@ pub fn answer(knowledge: &KnowledgeIndex, persona: Persona<'_>, confidence: Conf
                 usage: None,
                 handoff: false,
                 task: None,
+                products: Vec::new(),
             }
         }
         _ => Reply {
@@ -271,6 +321,7 @@ pub fn answer(knowledge: &KnowledgeIndex, persona: Persona<'_>, confidence: Conf
             usage: None,
             handoff: false,
             task: None,
+            products: Vec::new(),
         },
     }
 }
@@ -292,7 +343,8 @@ mod tests {
     #[test]
     fn demo_questions_and_unrelated_ones() {
         let index = KnowledgeIndex::build(demo_entries(), "en").unwrap();
-        let persona = Persona { bot_name: "Bot", contact_text: "Write to us.", handoff: false, tasks: None };
+        let persona =
+            Persona { bot_name: "Bot", contact_text: "Write to us.", handoff: false, tasks: None, catalog: None };
         let c = Confidence::default();
         for (q, id) in [
             ("how long does shipping take", "shipping-time"),

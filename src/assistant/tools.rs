@@ -129,6 +129,52 @@ pub fn run(call: &ToolCall, can: Abilities) -> (String, Action) {
     (result.to_string(), Action::Nothing)
 }
 
+/// Runs `search_products` against the shop's catalog: the model gets the products (and is
+/// told to mention no others and no other prices), the visitor gets them as cards under the
+/// answer (`cards`, at most the catalog's page size, each once).
+pub async fn search_products(
+    catalog: &crate::catalog::search::Catalog,
+    args: &serde_json::Value,
+    cards: &mut Vec<crate::store::ProductCard>,
+) -> String {
+    use crate::catalog::search::Filters;
+    let query = args.get("query").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let filters = Filters {
+        max_price: args.get("max_price").and_then(serde_json::Value::as_f64).filter(|p| *p > 0.0),
+        ..Filters::default()
+    };
+    match catalog.search(query, &filters).await {
+        Ok(found) if found.is_empty() => json!({
+            "ok": true, "products": [],
+            "message": "No product matched. Say so plainly, suggest other words, and don't name any product.",
+        })
+        .to_string(),
+        Ok(found) => {
+            for p in &found {
+                if cards.len() < catalog.page_size() as usize && !cards.iter().any(|c| c.url == p.url) {
+                    cards.push(crate::catalog::setup::card(p));
+                }
+            }
+            let listed: Vec<serde_json::Value> = found
+                .iter()
+                .map(|p| json!({"name": p.name, "price": p.price, "currency": p.currency, "in_stock": p.in_stock, "url": p.url}))
+                .collect();
+            json!({
+                "ok": true, "products": listed,
+                "message": "The visitor sees these as cards under your answer. Mention only these products and \
+                            exactly these prices; never invent a product, a price or availability.",
+            })
+            .to_string()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the product search failed");
+            json!({"ok": false, "error": "search_failed",
+                   "message": "The catalog can't be searched right now. Say so briefly; don't name any product."})
+            .to_string()
+        }
+    }
+}
+
 /// `create_task`'s arguments, when usable.
 fn task_idea(args: &serde_json::Value) -> Option<TaskIdea> {
     let text = |k: &str, max: usize| {

@@ -196,6 +196,10 @@ pub fn normalize(def: &SettingDef, raw: &str, policy: UpstreamPolicy) -> Result<
             Ok(_) => return Err(invalid(key, "must be at least 1m")),
             Err(e) => return Err(invalid(key, e)),
         },
+        Kind::ProductFields => {
+            crate::catalog::search::ProductMapping::parse(trimmed).map_err(|e| invalid(key, e))?;
+            trimmed.to_string()
+        }
         Kind::FieldMapping => {
             crate::knowledge::extract::Mapping::parse(trimmed).map_err(|e| invalid(key, e))?;
             trimmed.to_string()

@@ -37,6 +37,8 @@ pub enum Kind {
     Interval,
     /// A GraphQL field mapping (`question=title,answer=content.html`).
     FieldMapping,
+    /// Where a non-Magento catalog puts its products (`items=search.hits,name=title,…`).
+    ProductFields,
     /// Write-only HTTP headers, a JSON object of strings (e.g. `{"Store": "de_de"}`).
     SecretHeaders,
 }
@@ -393,6 +395,13 @@ pub const SETTINGS: &[SettingDef] = &[
         Group::Catalog,
         "The shop's base URL, for product links the catalog gives as paths (url_key).",
     ),
+    def(
+        "product_fields",
+        Kind::ProductFields,
+        "",
+        Group::Catalog,
+        "For a non-Magento schema: items=…,name=…,url=…,price=…,currency=…,image=…,stock=…; empty reads Magento's.",
+    ),
     secret_headers(
         "product_headers",
         Group::Catalog,
@@ -444,6 +453,7 @@ pub fn markdown_table() -> String {
             Kind::Secret => "password (write-only)".to_string(),
             Kind::SecretHeaders => "headers, JSON object (write-only)".to_string(),
             Kind::FieldMapping => "field mapping `key=path,…`".to_string(),
+            Kind::ProductFields => "product field mapping `key=path,…`".to_string(),
             Kind::Interval => "duration (`30m`, `6h`, `1d`)".to_string(),
         };
         let default = if d.default.is_empty() { String::new() } else { format!("`{}`", d.default) };

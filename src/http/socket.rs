@@ -666,6 +666,7 @@ async fn answer(
     let session = turn.session_id;
     let result = async {
         let Some(client) = state.registry.get(&uid) else { return Ok(()) };
+        let catalog = state.catalogs.for_client(&client, &state.keys, &state.catalog_http);
         let persona =
             Persona {
                 bot_name: client.settings.get("bot_name"),
@@ -673,10 +674,17 @@ async fn answer(
                 handoff: relay::configured(&client),
                 tasks: tasks::configured(&client)
                     .then(|| client.settings.get("tasks_require_confirmation") != "off"),
+                catalog: catalog.as_ref(),
             };
         let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &turn.text);
         let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
-            None => builtin(),
+            None => match (builtin(), catalog.as_ref()) {
+                // Without a model, a product request the FAQ can't answer searches the catalog.
+                (faq, Some(catalog)) if faq.source == assistant::Source::Fallback => {
+                    assistant::products_or(catalog, persona, &turn.text, faq).await
+                }
+                (faq, _) => faq,
+            },
             Some(Err(why)) => {
                 tracing::warn!(client = %uid, error = %why, "the model is misconfigured; answering from the knowledge");
                 record_model_problem(&state, &client, &format!("model settings: {why}")).await;
@@ -751,7 +759,7 @@ async fn answer(
                 usage: reply.usage,
                 author: None,
                 attachments: Vec::new(),
-                products: Vec::new(),
+                products: reply.products,
             })
             .await?;
         if let Some(u) = reply.usage {

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::catalog_fake::FakeCatalog;
 use crate::chatwoot_fake::{FakeChatwoot, INBOX_SECRET};
 use crate::model_fake::{FakeModel, text_stream};
 use crate::support::{TestApp, count_run, http, loud_skip};
@@ -68,7 +69,7 @@ async fn widget_in_a_real_browser() {
     let run = tokio::time::timeout(RUN_LIMIT, async {
         let n = checks(&client, &app, &forbidden).await + site_checks(&client, &app, &shop).await;
         let n = n + host_api_checks(&client, &app, &shop).await + operator_check(&client, &app, &shop).await;
-        let n = n + tasks_check(&client, &app, &shop).await;
+        let n = n + tasks_check(&client, &app, &shop).await + catalog_check(&client, &app, &shop).await;
         n + restart_check(&client, app, &shop).await
     });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
@@ -483,6 +484,19 @@ async fn operator_check(client: &Client, app: &TestApp, shop: &str) -> usize {
     1
 }
 
+/// The first non-null value `script` returns, polled until [`WAIT`] runs out.
+async fn until_js(client: &Client, what: &str, script: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap();
+        if !value.is_null() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what} never showed");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Gives the demo client `pairs`, then opens the widget's panel on the shop page.
 async fn open_with_settings(client: &Client, app: &TestApp, shop: &str, pairs: &[String]) {
     app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
@@ -503,22 +517,13 @@ async fn tasks_check(client: &Client, app: &TestApp, shop: &str) -> usize {
     })
     .await;
     ask(client, "Yes").await;
-    let deadline = Instant::now() + WAIT;
-    let shown = loop {
-        let shown = client
-            .execute(
-                r#"const t = document.getElementById("aia-chat-root").shadowRoot.querySelector(".aia-task");
-                return t ? [t.textContent, t.querySelectorAll("a").length, t.getAttribute("role")] : null;"#,
-                vec![],
-            )
-            .await
-            .unwrap();
-        if !shown.is_null() {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "the task confirmation never showed");
-        tokio::time::sleep(POLL).await;
-    };
+    let shown = until_js(
+        client,
+        "the task confirmation",
+        r#"const t = document.getElementById("aia-chat-root").shadowRoot.querySelector(".aia-task");
+        return t ? [t.textContent, t.querySelectorAll("a").length, t.getAttribute("role")] : null;"#,
+    )
+    .await;
     let card = trello.cards().pop().expect("the card");
     let text = shown[0].as_str().unwrap();
     assert!(text.starts_with("Task created") && text.contains("Callback: Please call me back"), "{shown}");
@@ -526,6 +531,36 @@ async fn tasks_check(client: &Client, app: &TestApp, shop: &str) -> usize {
     assert_eq!((shown[1].as_u64(), shown[2].as_str()), (Some(0), Some("note")), "no link to the private board");
     save_screenshot(client, "browser-task-created.png").await;
     app.set_client("demo", &["trello_key="]).await;
+    1
+}
+
+/// Check 17d, [catalog]: "Do you have a kettle?" shows the fake catalog's products as cards
+/// with a loaded image, the price in euros and a link that opens the product page.
+async fn catalog_check(client: &Client, app: &TestApp, shop: &str) -> usize {
+    let catalog = FakeCatalog::start().await;
+    open_with_settings(client, app, shop, &catalog.client_settings()).await;
+    ask(client, "Do you have a kettle?").await;
+    let cards = until_js(
+        client,
+        "the product cards",
+        r#"const r = document.getElementById("aia-chat-root").shadowRoot;
+                const cards = [...r.querySelectorAll("a.aia-product")];
+                const ready = cards.length && cards.every((a) => !a.querySelector("img") || a.querySelector("img").complete);
+                return ready ? cards.map((a) => ({ href: a.href, target: a.target, name: a.querySelector("b").textContent,
+                    price: (a.querySelector(".aia-price") || {}).textContent || "",
+                    image: a.querySelector("img") ? a.querySelector("img").naturalWidth : -1 })) : null;"#,
+    )
+    .await;
+    let red = cards.as_array().unwrap().iter().find(|c| c["name"] == "Kettle Classic Red").expect("the red kettle");
+    assert_eq!(red["href"], catalog.product_url("kettle-classic-red"), "{red}");
+    assert_eq!(red["target"], "_blank");
+    assert!(red["price"].as_str().unwrap().contains("34.90") && red["price"].as_str().unwrap().contains('€'), "{red}");
+    assert_eq!(red["image"], 1, "the image loaded: {red}");
+    let page = http().get(red["href"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the link works");
+    assert!(page.text().await.unwrap().contains("Kettle Classic Red"));
+    save_screenshot(client, "browser-product-cards.png").await;
+    app.set_client("demo", &["product_graphql_url=", "store_url="]).await;
     1
 }
 

@@ -887,7 +887,10 @@ impl FakeCatalog {
     }
 
     fn serve(&self, listener: TcpListener) {
-        let app = Router::new().route("/graphql", post(handle)).with_state((self.schema.clone(), self.world.clone()));
+        let app = Router::new()
+            .route("/graphql", post(handle))
+            .fallback(axum::routing::get(storefront))
+            .with_state((self.schema.clone(), self.world.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -1017,5 +1020,28 @@ impl FakeCatalog {
             }
         };
         self.serve(listener);
+    }
+}
+
+/// The storefront beside the API, so links and images in a browser work: product pages
+/// (`{url_key}.html`) and images under `/media/` (a 1×1 PNG).
+async fn storefront(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    const PIXEL: &[u8] = &[
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1,
+        8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89, 0, 0, 0, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf,
+        0xc0, 0xf0, 0x1f, 0, 0x05, 0, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0, 0, 0, 0, 0x49, 0x45, 0x4e, 0x44, 0xae,
+        0x42, 0x60, 0x82,
+    ];
+    let path = uri.path();
+    if path.starts_with("/media/") {
+        return ([("content-type", "image/png")], PIXEL).into_response();
+    }
+    let key = path.trim_start_matches('/').strip_suffix(URL_SUFFIX).unwrap_or_default();
+    match products().into_iter().find(|p| p.url_key == key) {
+        Some(p) => {
+            axum::response::Html(format!("<!doctype html><title>{0}</title><h1>{0}</h1>", p.name)).into_response()
+        }
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -11,6 +11,7 @@ mod trello_fake;
 mod bad_input;
 mod browser;
 mod cable;
+mod catalog;
 mod catalog_client;
 mod chat;
 mod chatwoot_client;
