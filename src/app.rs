@@ -59,6 +59,8 @@ pub struct StateInner {
     pub catalogs: crate::catalog::setup::Catalogs,
     /// The HTTP client for every catalog.
     pub catalog_http: reqwest::Client,
+    /// Our share of product answers' latency.
+    pub catalog_timings: crate::catalog::timing::Timings,
     /// Visitor messages whose answer is being produced right now (by seq).
     pub answering: Mutex<HashSet<i64>>,
     ready: AtomicBool,
@@ -133,6 +135,7 @@ impl App {
                 tasks_http: crate::tasks::trello::Trello::http_client(settings.store.upstream),
                 tasks_wake: tokio::sync::Notify::new(),
                 catalogs: Default::default(),
+                catalog_timings: Default::default(),
                 catalog_http: crate::catalog::search::Catalog::http_client(settings.store.upstream),
                 model_breakers: Default::default(),
                 usage_meter: Default::default(),

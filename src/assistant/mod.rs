@@ -264,19 +264,20 @@ pub async fn answer_with_model(
 
 /// Without a model: when `question` asks for a product, the catalog's products as cards (or
 /// an honest "found nothing"); otherwise, or when the catalog fails, the FAQ's `faq` answer.
+/// Also how long the store itself took (`None`: no request to it).
 pub async fn products_or(
     catalog: &crate::catalog::search::Catalog,
     persona: Persona<'_>,
     question: &str,
     faq: Reply,
-) -> Reply {
-    let Some(wanted) = crate::catalog::intent::product_query(question) else { return faq };
+) -> (Reply, Option<std::time::Duration>) {
+    let Some(wanted) = crate::catalog::intent::product_query(question) else { return (faq, None) };
     let filters = crate::catalog::search::Filters { max_price: wanted.max_price, ..Default::default() };
-    let found = match catalog.search(&wanted.term, &filters).await {
+    let (found, store) = match catalog.search_timed(&wanted.term, &filters).await {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "the product search failed; answered from the FAQ");
-            return faq;
+            return (faq, None);
         }
     };
     let term = &wanted.term;
@@ -285,9 +286,9 @@ pub async fn products_or(
             "I couldn't find products matching \u{201c}{term}\u{201d}. Try other words, or: {}",
             persona.contact_text.trim()
         );
-        return Reply { text: text.trim_end_matches([' ', ':']).to_string(), ..faq };
+        return (Reply { text: text.trim_end_matches([' ', ':']).to_string(), ..faq }, store);
     }
-    Reply {
+    let reply = Reply {
         text: format!("Here is what I found for \u{201c}{term}\u{201d}:"),
         source: Source::Catalog,
         entry_id: None,
@@ -295,7 +296,8 @@ pub async fn products_or(
         handoff: false,
         task: None,
         products: found.iter().map(crate::catalog::setup::card).collect(),
-    }
+    };
+    (reply, store)
 }
 
 /// Answers `question` from `knowledge` alone.

@@ -60,6 +60,44 @@ enum Cmd {
     GraphqlSource(SourceArgs),
     Retrieve(RetrieveArgs),
     ModelServer(ModelServerArgs),
+    /// Serve a Magento-style product catalog (`products`) on loopback that answers after a
+    /// fixed delay, for `scripts/bench-catalog`.
+    CatalogServer(CatalogServerArgs),
+    /// Product answers over the widget's socket: cache misses then hits, with the server's
+    /// own histogram (`/api/metrics/catalog`) read at the end.
+    Catalog(CatalogArgs),
+}
+
+/// `aia-bench catalog-server`: `POST /graphql` answers with four products after `--delay-ms`.
+#[derive(Args)]
+struct CatalogServerArgs {
+    #[arg(long, default_value = "127.0.0.1:3018")]
+    addr: SocketAddr,
+    #[arg(long, default_value_t = 20)]
+    delay_ms: u64,
+}
+
+/// `aia-bench catalog`: each of `--connections` visitors asks `--questions` product
+/// questions no one asked before (each a cache miss: a distinct price limit), then the same
+/// ones again (cache hits), one at a time.
+#[derive(Args)]
+struct CatalogArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    client: String,
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    #[arg(long, default_value_t = 4)]
+    questions: usize,
+    /// The server's admin token, to read its histogram.
+    #[arg(long, env = "AIA_ADMIN_TOKEN")]
+    admin_token: String,
+    /// Source IPv4 addresses: a range `127.0.0.2-127.0.0.40` or a comma list.
+    #[arg(long)]
+    source_addrs: Option<String>,
+    #[arg(long, default_value = "http://localhost")]
+    origin: String,
 }
 
 /// The answer `aia-bench model-server` streams, word by word.
@@ -822,6 +860,8 @@ async fn main() -> Result<()> {
         Cmd::GraphqlSource(args) => serve_source(args).await?,
         Cmd::Retrieve(args) => println!("{}", serde_json::to_string(&retrieve(args)?)?),
         Cmd::ModelServer(args) => serve_model(args).await?,
+        Cmd::CatalogServer(args) => serve_catalog(args).await?,
+        Cmd::Catalog(args) => println!("{}", serde_json::to_string(&run_catalog(args).await?)?),
     }
     Ok(())
 }
@@ -1001,4 +1041,116 @@ async fn serve_model(args: ModelServerArgs) -> Result<()> {
     eprintln!("aia-bench: model server on http://{}/v1 (first chunk after {delay:?})", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+async fn serve_catalog(args: CatalogServerArgs) -> Result<()> {
+    use axum::routing::post;
+    let delay = Duration::from_millis(args.delay_ms);
+    let item = |i: u32, name: &str, price: f64| {
+        serde_json::json!({"__typename": "SimpleProduct", "uid": format!("MT{i}"), "name": name, "sku": format!("BENCH-{i}"),
+            "url_key": format!("bench-{i}"), "url_suffix": ".html", "canonical_url": null, "stock_status": "IN_STOCK",
+            "small_image": {"url": format!("http://{}/media/catalog/product/b{i}.jpg", args.addr), "label": name},
+            "price_range": {"minimum_price": {"regular_price": {"value": price, "currency": "EUR"},
+                                              "final_price": {"value": price, "currency": "EUR"}}}})
+    };
+    let body = serde_json::json!({"data": {"products": {"total_count": 4,
+        "page_info": {"current_page": 1, "page_size": 4, "total_pages": 1},
+        "items": [item(1, "Kettle Classic Red", 34.9), item(2, "Kettle Retro", 29.0),
+                  item(3, "Kettle Mini", 19.5), item(4, "Kettle Steel", 44.0)]}}})
+    .to_string();
+    let app = axum::Router::new().route(
+        "/graphql",
+        post(move || {
+            let body = body.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                ([("content-type", "application/json")], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    eprintln!("catalog server on {} (answers after {} ms)", args.addr, args.delay_ms);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// One visitor of the catalog benchmark: its answer latencies (miss, hit), in ms.
+async fn catalog_visitor(args: &CatalogArgs, i: usize, src: Option<Ipv4Addr>) -> Result<(Vec<f32>, Vec<f32>)> {
+    let url = ws_url(&args.url, &args.client)?;
+    let addr = url.socket_addrs(|| None)?.into_iter().next().context("the server's address")?;
+    let tcp = tcp_connect(addr, src).await?;
+    let mut req = url.as_str().into_client_request()?;
+    req.headers_mut().insert(ORIGIN, HeaderValue::from_str(&args.origin)?);
+    let (mut ws, _) = client_async_with_config(req, tcp, None).await?;
+    ws.send(Message::text(r#"{"type":"hello","v":1}"#)).await?;
+    let (mut misses, mut hits) = (Vec::new(), Vec::new());
+    let questions: Vec<String> =
+        (0..args.questions).map(|q| format!("Do you have a kettle under {}?", 1000 + i * 100 + q)).collect();
+    for (round, out) in [(0, &mut misses), (1, &mut hits)] {
+        for (q, text) in questions.iter().enumerate() {
+            let id = format!("c{round}-{q}");
+            let sent = Instant::now();
+            ws.send(Message::text(serde_json::json!({"type": "message", "id": id, "text": text}).to_string())).await?;
+            let deadline = sent + STEP_TIMEOUT;
+            let mut seq = None;
+            loop {
+                let Message::Text(frame) = timeout_at(deadline, ws.next()).await?.context("closed")?? else { continue };
+                let f: Value = serde_json::from_str(&frame)?;
+                match f["type"].as_str() {
+                    Some("ack") if f["id"] == id.as_str() => seq = f["seq"].as_i64(),
+                    Some("message") if seq.is_some() && f["message"]["replyTo"].as_i64() == seq => {
+                        ensure!(
+                            f["message"]["products"].as_array().is_some_and(|p| !p.is_empty()),
+                            "no cards: {frame}"
+                        );
+                        out.push(sent.elapsed().as_secs_f32() * 1000.0);
+                        break;
+                    }
+                    Some("error") => bail!("error frame: {frame}"),
+                    _ => {}
+                }
+            }
+            // Stay under the per-session message limit (burst 10, 60 a minute).
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok((misses, hits))
+}
+
+async fn run_catalog(args: CatalogArgs) -> Result<Value> {
+    let sources = args.source_addrs.as_deref().map(parse_sources).transpose()?.unwrap_or_default();
+    let args = Arc::new(args);
+    let runs = (0..args.connections).map(|i| {
+        let args = args.clone();
+        let src = (!sources.is_empty()).then(|| sources[i % sources.len()]);
+        tokio::spawn(async move { catalog_visitor(&args, i, src).await })
+    });
+    let (mut misses, mut hits, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    for run in futures_util::future::join_all(runs).await {
+        match run? {
+            Ok((m, h)) => {
+                misses.extend(m);
+                hits.extend(h);
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    misses.sort_by(f32::total_cmp);
+    hits.sort_by(f32::total_cmp);
+    let summary = |v: &[f32]| serde_json::json!({"count": v.len(), "p50_ms": percentile(v, 0.5), "p99_ms": percentile(v, 0.99), "max_ms": percentile(v, 1.0)});
+    aia_chat::outbound::install_crypto_provider();
+    let metrics: Value = reqwest::Client::new()
+        .get(format!("{}/api/metrics/catalog", args.url.trim_end_matches('/')))
+        .bearer_auth(&args.admin_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    errors.truncate(5);
+    Ok(serde_json::json!({
+        "server": metrics,
+        "visitor_round_trip": {"miss": summary(&misses), "hit": summary(&hits)},
+        "errors": errors,
+    }))
 }

@@ -652,8 +652,19 @@ impl Catalog {
         term: &str,
         filters: &Filters,
     ) -> Result<(Vec<Product>, Lookup), CatalogError> {
-        let (page, lookup) = self.page_with_lookup(term, filters, 1).await?;
+        let (page, lookup, _) = self.page_with_lookup(term, filters, 1).await?;
         Ok((page.products.clone(), lookup))
+    }
+
+    /// [`Catalog::search`], and how long the store itself took (`None`: a cache hit) — what
+    /// the latency histogram subtracts to see our own share.
+    pub async fn search_timed(
+        &self,
+        term: &str,
+        filters: &Filters,
+    ) -> Result<(Vec<Product>, Option<Duration>), CatalogError> {
+        let (page, _, store) = self.page_with_lookup(term, filters, 1).await?;
+        Ok((page.products.clone(), store))
     }
 
     /// Page `page` (1-based) of the search. Past the last page the answer is an empty page
@@ -681,7 +692,7 @@ impl Catalog {
         term: &str,
         filters: &Filters,
         page: u32,
-    ) -> Result<(Arc<Page>, Lookup), CatalogError> {
+    ) -> Result<(Arc<Page>, Lookup, Option<Duration>), CatalogError> {
         let term = normalize_term(term);
         if term.is_empty() {
             return Err(CatalogError::EmptyTerm);
@@ -692,13 +703,15 @@ impl Catalog {
         }
         let key = (term.to_lowercase(), filters.key(), page);
         if let Some(found) = self.cache.get(&key) {
-            return Ok((found, Lookup::Hit));
+            return Ok((found, Lookup::Hit, None));
         }
         let variables = self.variables(&term, filters, page)?;
+        let asked = std::time::Instant::now();
         let result = self.fetch(&variables, page).await.map_err(|e| self.scrub(e))?;
+        let store = asked.elapsed();
         let result = Arc::new(result);
         self.cache.put(key, result.clone());
-        Ok((result, Lookup::Miss))
+        Ok((result, Lookup::Miss, Some(store)))
     }
 
     fn variables(&self, term: &str, filters: &Filters, page: u32) -> Result<Value, CatalogError> {

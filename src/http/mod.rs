@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 
 pub use error::ApiError;
@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(socket::upgrade))
         .route("/api/webhook", post(webhook::any_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
         .route("/api/tasks/lists", get(tasks::lists))
+        .route("/api/metrics/catalog", get(catalog_metrics))
         .route("/api/webhook/{uid}", post(webhook::one_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
         .with_state(state)
 }
@@ -81,4 +82,41 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         .filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c)))
         .unwrap_or("localhost:3015");
     format!("http://{host}")
+}
+
+/// Checks the read-only admin token.
+pub(crate) fn admin_read(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.settings.admin_token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "Admin reads are off: start the server with an admin token (AIA_ADMIN_TOKEN).",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if token.matches(given) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "admin_token_required",
+            "This endpoint needs the admin token: Authorization: Bearer <AIA_ADMIN_TOKEN>.",
+        )),
+    }
+}
+
+/// `GET /api/metrics/catalog`: our share of product answers' latency (see
+/// `catalog::timing`), for the benchmark. An admin read.
+async fn catalog_metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match admin_read(&state, &headers) {
+        Ok(()) => axum::Json(state.catalog_timings.snapshot()).into_response(),
+        Err(e) => e.into_response(),
+    }
 }

@@ -677,11 +677,18 @@ async fn answer(
                 catalog: catalog.as_ref(),
             };
         let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &turn.text);
+        // When the cards' search started and what the store took, for the latency histogram.
+        let mut searched = None;
         let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
             None => match (builtin(), catalog.as_ref()) {
                 // Without a model, a product request the FAQ can't answer searches the catalog.
                 (faq, Some(catalog)) if faq.source == assistant::Source::Fallback => {
-                    assistant::products_or(catalog, persona, &turn.text, faq).await
+                    let started = std::time::Instant::now();
+                    let (reply, store) = assistant::products_or(catalog, persona, &turn.text, faq).await;
+                    if reply.source == assistant::Source::Catalog {
+                        searched = Some((started, store));
+                    }
+                    reply
                 }
                 (faq, _) => faq,
             },
@@ -769,6 +776,9 @@ async fn answer(
         }
         if let Inserted::New(m) = stored_answer {
             state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
+            if let Some((started, store)) = searched {
+                state.catalog_timings.record(started.elapsed(), store);
+            }
             if let Some(idea) = reply.task {
                 let request = tasks::Request {
                     category: idea.category.as_deref().and_then(crate::tasks::detect::Category::parse),

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::ApiError;
+use super::{ApiError, admin_read};
 use crate::app::AppState;
 use crate::tasks::provider::{self, SetupError, TaskProvider};
 use crate::tasks::trello::TrelloError;
@@ -46,30 +46,6 @@ async fn board(
             other => ApiError::new(StatusCode::CONFLICT, "tasks_not_configured", other.to_string()),
         })?;
     provider.destinations().await.map_err(upstream)
-}
-
-/// Checks the read-only admin token.
-fn admin_read(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.settings.admin_token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "Admin reads are off: start the server with an admin token (AIA_ADMIN_TOKEN).",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(given) if token.matches(given) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "admin_token_required",
-            "This endpoint needs the admin token: Authorization: Bearer <AIA_ADMIN_TOKEN>.",
-        )),
-    }
 }
 
 /// Trello's refusal as our answer: a bad gateway that says what to fix (the text never

@@ -85,3 +85,23 @@ async fn the_models_search_products_brings_cards_with_its_answer() {
     assert!(cards.iter().any(|c| c["name"] == "Kettle Classic Red"), "{answer}");
     assert!(catalog.requests() >= 1);
 }
+
+#[tokio::test]
+async fn the_servers_own_latency_histogram_is_an_admin_read() {
+    use aia_chat::config::AdminToken;
+    const ADMIN: &str = "catalog-admin-token-0123";
+    let catalog = FakeCatalog::start().await;
+    let app = TestApp::spawn_with(|s| s.admin_token = Some(AdminToken::new(ADMIN).unwrap())).await;
+    let pairs = catalog.client_settings();
+    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let (mut ws, _) = app.visitor(None).await;
+    ws.ask("h1", "Do you have a kettle?").await;
+    ws.ask("h2", "Do you have a kettle?").await;
+    let url = format!("{}/api/metrics/catalog", app.base);
+    assert_eq!(crate::support::http().get(&url).send().await.unwrap().status(), 401);
+    let metrics: serde_json::Value =
+        crate::support::http().get(&url).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(metrics["added_over_store"]["count"], 1, "{metrics}");
+    assert_eq!(metrics["cache_hit"]["count"], 1, "{metrics}");
+    assert!(metrics["cache_hit"]["p99_ms"].as_f64().is_some_and(|ms| ms < 1000.0), "{metrics}");
+}
