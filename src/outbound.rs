@@ -95,6 +95,34 @@ pub fn error_text(e: &reqwest::Error) -> String {
     e
 }
 
+/// A transport error as the whole chain of causes ("error sending request: client error
+/// (Connect): tcp connect error: Connection refused (os error 111)"), without the URL.
+pub fn error_chain(e: &reqwest::Error) -> String {
+    let mut reason = error_text(e);
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !reason.contains(&text) {
+            reason = format!("{reason}: {text}");
+        }
+        source = s.source();
+    }
+    reason
+}
+
+/// `Retry-After` in seconds, at most `cap` (a date is not a wait we honour).
+pub fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Duration> {
+    let secs = headers.get("retry-after")?.to_str().ok()?.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(cap.as_secs_f64())))
+}
+
+/// The start of an upstream's answer for an error message: at most `max` characters, control
+/// characters dropped, `(empty body)` for nothing.
+pub fn body_snippet(body: &[u8], max: usize) -> String {
+    let raw: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(max).collect();
+    if raw.trim().is_empty() { "(empty body)".into() } else { raw.trim().to_string() }
+}
+
 /// Installs the process-wide TLS crypto provider (ring) once; every reqwest client needs it.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();

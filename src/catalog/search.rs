@@ -964,15 +964,7 @@ fn transport(e: reqwest::Error, timeout: Duration) -> CatalogError {
     if e.is_redirect() {
         return CatalogError::Http { status: 302, detail: format!(": {}", crate::outbound::error_text(&e)) };
     }
-    let mut reason = crate::outbound::error_text(&e);
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !reason.contains(&text) {
-            reason = format!("{reason}: {text}");
-        }
-        source = s.source();
-    }
+    let reason = crate::outbound::error_chain(&e);
     CatalogError::Unavailable(reason)
 }
 
@@ -1047,9 +1039,7 @@ fn pages_available(message: &str) -> Option<u32> {
 }
 
 fn snippet(body: &[u8]) -> String {
-    let text: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(120).collect();
-    let text = text.trim();
-    if text.is_empty() { "(empty body)".into() } else { text.to_string() }
+    crate::outbound::body_snippet(body, 120)
 }
 
 #[cfg(test)]

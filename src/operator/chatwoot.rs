@@ -740,28 +740,16 @@ fn transport(e: &reqwest::Error, timeout: Duration) -> ChatwootError {
     if e.is_redirect() {
         return ChatwootError::Protocol(crate::outbound::error_text(e));
     }
-    // The whole chain: "error sending request: client error (Connect): tcp connect error:
-    // Connection refused (os error 111)".
-    let mut reason = crate::outbound::error_text(e);
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !reason.contains(&text) {
-            reason = format!("{reason}: {text}");
-        }
-        source = s.source();
-    }
-    ChatwootError::Unavailable(reason)
+    ChatwootError::Unavailable(crate::outbound::error_chain(e))
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ChatwootError> {
     serde_json::from_slice(body).map_err(|e| ChatwootError::Protocol(format!("{e} in {}", snippet(body))))
 }
 
-/// `Retry-After` in seconds (a date is not a wait we honour).
+/// `Retry-After` in seconds, up to a day.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs = headers.get("retry-after")?.to_str().ok()?.trim().parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+    crate::outbound::retry_after(headers, Duration::from_secs(86_400))
 }
 
 /// Maps a non-2xx answer to its error (§7), reading `{"error": …}`, `{"message": …}`,
@@ -792,8 +780,7 @@ fn error_text(body: &[u8]) -> String {
 }
 
 fn snippet(body: &[u8]) -> String {
-    let raw: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(200).collect();
-    if raw.trim().is_empty() { "(empty body)".into() } else { raw.trim().to_string() }
+    crate::outbound::body_snippet(body, 200)
 }
 
 #[cfg(test)]

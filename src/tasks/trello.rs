@@ -535,18 +535,7 @@ fn transport(e: reqwest::Error, timeout: Duration) -> TrelloError {
     if e.is_redirect() {
         return TrelloError::Protocol(crate::outbound::error_text(&e));
     }
-    // The whole chain: "error sending request: client error (Connect): tcp connect error:
-    // Connection refused (os error 111)".
-    let mut reason = crate::outbound::error_text(&e);
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !reason.contains(&text) {
-            reason = format!("{reason}: {text}");
-        }
-        source = s.source();
-    }
-    TrelloError::Unavailable(reason)
+    TrelloError::Unavailable(crate::outbound::error_chain(&e))
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, TrelloError> {
@@ -560,8 +549,7 @@ fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> R
 
 /// `Retry-After` in seconds (Trello documents none; a proxy may send one).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs = headers.get("retry-after")?.to_str().ok()?.trim().parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+    crate::outbound::retry_after(headers, Duration::from_secs(3600))
 }
 
 /// Maps a non-2xx answer to its error (§5), by status only; the body (plain text, or JSON with
@@ -597,8 +585,7 @@ fn error_text(body: &[u8]) -> String {
 }
 
 fn snippet(body: &[u8]) -> String {
-    let raw: String = String::from_utf8_lossy(body).chars().filter(|c| !c.is_control()).take(200).collect();
-    if raw.trim().is_empty() { "(empty body)".into() } else { raw.trim().to_string() }
+    crate::outbound::body_snippet(body, 200)
 }
 
 #[cfg(test)]
