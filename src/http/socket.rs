@@ -370,6 +370,22 @@ impl Conn {
         }
     }
 
+    /// Stores a visitor message a route takes (not the assistant) and shows it to every
+    /// socket of the session; a resend gets its duplicate ack instead (`Err`), as does a
+    /// failed write.
+    async fn store_and_show(&self, session: i64, new: &NewMessage, id: &str) -> Result<Message, Outcome> {
+        match self.state.store.message_insert(new).await {
+            Ok(Inserted::New(stored)) => {
+                self.state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
+                Ok(stored)
+            }
+            Ok(Inserted::Duplicate(stored)) => {
+                Err(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode()))
+            }
+            Err(e) => Err(internal(&e, Some(id))),
+        }
+    }
+
     /// With a human operator set up: a conversation a person has (or is about to have) is
     /// forwarded to them, and a message that asks for a person starts a hand-off; `None`
     /// leaves the message to the assistant.
@@ -384,15 +400,11 @@ impl Conn {
         if current == HandoffState::Bot && !asks {
             return None;
         }
-        let stored = match state.store.message_insert(new).await {
-            Ok(Inserted::New(stored)) => stored,
-            // Handled when it first came: forwarded, or the hand-off it asked for.
-            Ok(Inserted::Duplicate(stored)) => {
-                return Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode()));
-            }
-            Err(e) => return Some(internal(&e, Some(id))),
+        // A resend was handled when it first came (forwarded, handed off, or settled).
+        let stored = match self.store_and_show(session, new, id).await {
+            Ok(stored) => stored,
+            Err(answered) => return Some(answered),
         };
-        state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
         let queued = if asks {
             let page = self.page.as_ref().and_then(|p| p.url.clone());
             relay::start_handoff(state, &self.client, session, handoff::Trigger::Keyword, page).await.map(|_| ())
@@ -415,15 +427,11 @@ impl Conn {
             Ok(None) => return None,
             Err(e) => return Some(internal(&e, Some(id))),
         };
-        let stored = match state.store.message_insert(new).await {
-            Ok(Inserted::New(stored)) => stored,
-            // Handled when it first came.
-            Ok(Inserted::Duplicate(stored)) => {
-                return Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode()));
-            }
-            Err(e) => return Some(internal(&e, Some(id))),
+        // A resend was handled when it first came (forwarded, handed off, or settled).
+        let stored = match self.store_and_show(session, new, id).await {
+            Ok(stored) => stored,
+            Err(answered) => return Some(answered),
         };
-        state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
         let reply = match decision {
             tasks::Decision::Confirm(task) => {
                 tasks::confirm(state, &task).await.map(|_| tasks::settled_text(true).into())
