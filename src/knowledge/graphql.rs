@@ -75,10 +75,11 @@ fn status_note(status: u16) -> String {
     }
 }
 
-fn describe_errors(errors: &[Value]) -> String {
+/// GraphQL `errors` as one line: the first `max` messages, each with its path.
+pub(crate) fn describe_errors(errors: &[Value], max: usize) -> String {
     errors
         .iter()
-        .take(5)
+        .take(max)
         .map(|e| {
             let message = e["message"].as_str().unwrap_or("(no message)");
             match e["path"].as_array() {
@@ -143,7 +144,7 @@ impl Source<'_> {
             Err(e) => return Err(SourceError::InvalidJson { page, reason: e.to_string() }),
         };
         if let Some(errors) = object.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-            return Err(SourceError::Graphql { page, status, messages: describe_errors(errors) });
+            return Err(SourceError::Graphql { page, status, messages: describe_errors(errors, 5) });
         }
         match object.get("data") {
             Some(data @ Value::Object(_)) => Ok(data.clone()),
