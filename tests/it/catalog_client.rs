@@ -18,76 +18,7 @@ use crate::catalog_fake::{
 };
 
 /// The contract's §3.3 example response, literally.
-const CONTRACT_EXAMPLE: &str = r#"{
-  "data": {
-    "products": {
-      "total_count": 4,
-      "page_info": { "current_page": 1, "page_size": 3, "total_pages": 2 },
-      "items": [
-        {
-          "__typename": "SimpleProduct",
-          "uid": "MTQ1",
-          "name": "Kettle Classic Red",
-          "sku": "KT-CL-RED",
-          "url_key": "kettle-classic-red",
-          "url_suffix": ".html",
-          "stock_status": "IN_STOCK",
-          "small_image": {
-            "url": "https://shop.example.com/media/catalog/product/cache/3f9a2c/k/t/kt-cl-red.jpg",
-            "label": "Kettle Classic Red"
-          },
-          "price_range": {
-            "minimum_price": {
-              "regular_price": { "value": 39.9, "currency": "EUR" },
-              "final_price": { "value": 34.9, "currency": "EUR" },
-              "discount": { "amount_off": 5, "percent_off": 12.53 }
-            }
-          }
-        },
-        {
-          "__typename": "ConfigurableProduct",
-          "uid": "MjAz",
-          "name": "Kettle Retro",
-          "sku": "KT-RETRO",
-          "url_key": "kettle-retro",
-          "url_suffix": ".html",
-          "stock_status": "IN_STOCK",
-          "small_image": {
-            "url": "https://shop.example.com/media/catalog/product/placeholder/default/small_image.jpg",
-            "label": "Kettle Retro"
-          },
-          "price_range": {
-            "minimum_price": {
-              "regular_price": { "value": 29, "currency": "EUR" },
-              "final_price": { "value": 29, "currency": "EUR" },
-              "discount": { "amount_off": 0, "percent_off": 0 }
-            }
-          }
-        },
-        {
-          "__typename": "SimpleProduct",
-          "uid": "MjEx",
-          "name": "Travel Kettle Mini Red",
-          "sku": "KT-MINI-RED",
-          "url_key": "travel-kettle-mini-red",
-          "url_suffix": ".html",
-          "stock_status": "OUT_OF_STOCK",
-          "small_image": {
-            "url": "https://shop.example.com/media/catalog/product/cache/3f9a2c/k/t/kt-mini-red.jpg",
-            "label": null
-          },
-          "price_range": {
-            "minimum_price": {
-              "regular_price": { "value": 19.5, "currency": "EUR" },
-              "final_price": { "value": 19.5, "currency": "EUR" },
-              "discount": { "amount_off": 0, "percent_off": 0 }
-            }
-          }
-        }
-      ]
-    }
-  }
-}"#;
+const CONTRACT_EXAMPLE: &str = include_str!("../data/magento-products-example.json");
 
 fn names(products: &[aia_chat::catalog::search::Product]) -> Vec<&str> {
     products.iter().map(|p| p.name.as_str()).collect()
