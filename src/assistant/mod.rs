@@ -272,23 +272,38 @@ pub async fn products_or(
     faq: Reply,
 ) -> (Reply, Option<std::time::Duration>) {
     let Some(wanted) = crate::catalog::intent::product_query(question) else { return (faq, None) };
-    let filters = crate::catalog::search::Filters { max_price: wanted.max_price, ..Default::default() };
-    let (found, store) = match catalog.search_timed(&wanted.term, &filters).await {
-        Ok(found) => found,
+    match catalog.search_timed(&wanted.term, &wanted.filters()).await {
+        Ok((found, store)) => (products_reply(persona, &wanted.term, &found, faq), store),
         Err(e) => {
             tracing::warn!(error = %e, "the product search failed; answered from the FAQ");
-            return (faq, None);
+            (faq, None)
         }
-    };
-    let term = &wanted.term;
+    }
+}
+
+/// [`products_or`] when it needs no request: the FAQ's answer, or cards from the catalog's
+/// cache. `None` when the catalog must be asked.
+pub fn products_at_once(
+    catalog: &crate::catalog::search::Catalog,
+    persona: Persona<'_>,
+    question: &str,
+    faq: Reply,
+) -> Option<Reply> {
+    let Some(wanted) = crate::catalog::intent::product_query(question) else { return Some(faq) };
+    let found = catalog.search_cached(&wanted.term, &wanted.filters())?;
+    Some(products_reply(persona, &wanted.term, &found, faq))
+}
+
+/// The reply to a product search for `term` that found `found`.
+fn products_reply(persona: Persona<'_>, term: &str, found: &[crate::catalog::search::Product], faq: Reply) -> Reply {
     if found.is_empty() {
         let text = format!(
             "I couldn't find products matching \u{201c}{term}\u{201d}. Try other words, or: {}",
             persona.contact_text.trim()
         );
-        return (Reply { text: text.trim_end_matches([' ', ':']).to_string(), ..faq }, store);
+        return Reply { text: text.trim_end_matches([' ', ':']).to_string(), ..faq };
     }
-    let reply = Reply {
+    Reply {
         text: format!("Here is what I found for \u{201c}{term}\u{201d}:"),
         source: Source::Catalog,
         entry_id: None,
@@ -296,8 +311,7 @@ pub async fn products_or(
         handoff: false,
         task: None,
         products: found.iter().map(crate::catalog::setup::card).collect(),
-    };
-    (reply, store)
+    }
 }
 
 /// Answers `question` from `knowledge` alone.

@@ -13,6 +13,13 @@ pub struct ProductQuery {
     pub max_price: Option<f64>,
 }
 
+impl ProductQuery {
+    /// The search filters the request asks for.
+    pub fn filters(&self) -> crate::catalog::search::Filters {
+        crate::catalog::search::Filters { max_price: self.max_price, ..Default::default() }
+    }
+}
+
 /// Phrases that start a product request, in the widget's languages, longest first where one
 /// contains another.
 const TRIGGERS: &[&str] = &[

@@ -454,9 +454,18 @@ impl Cache {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The fresh page under `key`, counted as a hit or a miss.
     fn get(&self, key: &Key) -> Option<Arc<Page>> {
+        let found = self.peek(key);
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// The fresh page under `key`, not counted (a probe that may be followed by a `get`).
+    fn peek(&self, key: &Key) -> Option<Arc<Page>> {
         let mut slots = self.slots();
-        let found = match slots.get_mut(key) {
+        match slots.get_mut(key) {
             Some(slot) if slot.stored.elapsed() < self.ttl => {
                 slot.used = self.clock.fetch_add(1, Ordering::Relaxed);
                 Some(slot.page.clone())
@@ -466,10 +475,7 @@ impl Cache {
                 None
             }
             None => None,
-        };
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        }
     }
 
     fn put(&self, key: Key, page: Arc<Page>) {
@@ -667,6 +673,30 @@ impl Catalog {
         Ok((page.products.clone(), store))
     }
 
+    /// The first page of [`Catalog::search`] if the cache holds it, without waiting: an answer
+    /// that needs no request can be stored with the question in one write. `None`: ask the
+    /// store (an invalid search also says `None`; the full search reports why).
+    pub fn search_cached(&self, term: &str, filters: &Filters) -> Option<Vec<Product>> {
+        let (_, key) = Self::key(term, filters, 1).ok()?;
+        let page = self.cache.peek(&key)?;
+        self.cache.hits.fetch_add(1, Ordering::Relaxed);
+        Some(page.products.clone())
+    }
+
+    /// The cache key of a search, once the search is known to be valid.
+    fn key(term: &str, filters: &Filters, page: u32) -> Result<(String, Key), CatalogError> {
+        let term = normalize_term(term);
+        if term.is_empty() {
+            return Err(CatalogError::EmptyTerm);
+        }
+        filters.check()?;
+        if page == 0 {
+            return Err(CatalogError::InvalidFilter("pages count from 1".into()));
+        }
+        let key = (term.to_lowercase(), filters.key(), page);
+        Ok((term, key))
+    }
+
     /// Page `page` (1-based) of the search. Past the last page the answer is an empty page
     /// (Magento's `currentPage value … greater than the … page(s) available.`, §3.1).
     pub async fn search_page(&self, term: &str, filters: &Filters, page: u32) -> Result<Page, CatalogError> {
@@ -693,15 +723,7 @@ impl Catalog {
         filters: &Filters,
         page: u32,
     ) -> Result<(Arc<Page>, Lookup, Option<Duration>), CatalogError> {
-        let term = normalize_term(term);
-        if term.is_empty() {
-            return Err(CatalogError::EmptyTerm);
-        }
-        filters.check()?;
-        if page == 0 {
-            return Err(CatalogError::InvalidFilter("pages count from 1".into()));
-        }
-        let key = (term.to_lowercase(), filters.key(), page);
+        let (term, key) = Self::key(term, filters, page)?;
         if let Some(found) = self.cache.get(&key) {
             return Ok((found, Lookup::Hit, None));
         }

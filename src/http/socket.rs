@@ -337,6 +337,9 @@ impl Conn {
         {
             return outcome;
         }
+        if let Some((reply, started)) = self.answer_at_once(&new.text) {
+            return self.store_answered(session, &new, &id, reply, started).await;
+        }
         let state = &self.state;
         // The answer starts while the message is being stored, so the disk write is not on
         // the way to the first token; it is stored only once the message is (and dropped if
@@ -358,15 +361,95 @@ impl Conn {
             }
             Ok(Inserted::Duplicate(stored)) => {
                 drop(stored_tx);
-                let unanswered = matches!(state.store.reply_to(session, stored.seq).await, Ok(None));
-                let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: true }.encode();
-                if unanswered && stored.role == Role::Visitor {
-                    let text = stored.text.clone();
-                    self.spawn_answer(session, &text, &id, Visitor::Resent(Box::new(stored)));
-                }
-                Outcome::frame(ack)
+                self.resent(session, stored, &id).await
             }
             Err(e) => internal(&e, Some(&id)),
+        }
+    }
+
+    /// A message stored earlier came again (the ack was lost): its duplicate ack, and an
+    /// answer if it still has none.
+    async fn resent(&self, session: i64, stored: Message, id: &str) -> Outcome {
+        let unanswered = matches!(self.state.store.reply_to(session, stored.seq).await, Ok(None));
+        let ack = ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode();
+        if unanswered && stored.role == Role::Visitor {
+            let text = stored.text.clone();
+            self.spawn_answer(session, &text, id, Visitor::Resent(Box::new(stored)));
+        }
+        Outcome::frame(ack)
+    }
+
+    /// Without a model, the answer when it is known at once: the FAQ's, or (for a product
+    /// request the FAQ can't answer) cards from the catalog's cache; with when that search
+    /// started. `None`: the answer has to wait for something (the model, the catalog).
+    fn answer_at_once(&self, text: &str) -> Option<(assistant::Reply, Option<std::time::Instant>)> {
+        let state = &self.state;
+        let client = state.registry.get(&self.uid)?;
+        if assistant::model_config(&client.settings, &state.keys, &self.uid).is_some() {
+            return None;
+        }
+        let catalog = state.catalogs.for_client(&client, &state.keys, &state.catalog_http);
+        let persona = persona(&client, catalog.as_ref());
+        let faq = assistant::answer(&client.knowledge, persona, Confidence::default(), text);
+        match &catalog {
+            Some(catalog) if faq.source == assistant::Source::Fallback => {
+                let started = std::time::Instant::now();
+                let reply = assistant::products_at_once(catalog, persona, text, faq)?;
+                let searched = (reply.source == assistant::Source::Catalog).then_some(started);
+                Some((reply, searched))
+            }
+            _ => Some((faq, None)),
+        }
+    }
+
+    /// Stores the visitor's message and its answer known at once in one write, then shows
+    /// both; `searched` (when the answer is a product search) feeds the latency histogram.
+    async fn store_answered(
+        &self,
+        session: i64,
+        new: &NewMessage,
+        id: &str,
+        reply: assistant::Reply,
+        searched: Option<std::time::Instant>,
+    ) -> Outcome {
+        let state = &self.state;
+        let answer = NewMessage {
+            session_id: session,
+            role: Role::Assistant,
+            text: reply.text,
+            client_msg_id: None,
+            reply_to: None,
+            source: Some(reply.source.as_str().to_string()),
+            entry_id: reply.entry_id,
+            created_at: now_ms(),
+            usage: None,
+            author: None,
+            attachments: Vec::new(),
+            products: reply.products,
+        };
+        let writing = std::time::Instant::now();
+        let stored = state.store.message_insert_answered(new, &answer).await;
+        let write = writing.elapsed();
+        match stored {
+            Ok((Inserted::New(stored), answer)) => {
+                state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
+                if let Some(answer) = answer {
+                    state.hub.send(session, &ServerFrame::Message { message: (&answer).into() }.encode());
+                    if let Some(started) = searched {
+                        state.catalog_timings.record_hit(started.elapsed(), write);
+                    }
+                    if answer.source.as_deref() == Some("fallback")
+                        && let Some(client) = state.registry.get(&self.uid)
+                        && relay::configured(&client)
+                        && let Err(e) = hand_off_if_stuck(state, &client, session, self.page.as_ref()).await
+                    {
+                        tracing::error!(error = %e, session, "queueing the hand-off failed");
+                    }
+                }
+                Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: false }.encode())
+            }
+            Ok((Inserted::Duplicate(stored), _)) => self.resent(session, stored, id).await,
+            Err(e) => internal(&e, Some(id)),
         }
     }
 
@@ -560,6 +643,17 @@ impl Conn {
 /// Tells every tab of the session that an answer to `seq` is being written, once per answer;
 /// the `delta` or `message` with that `replyTo` ends it. Lossy: a tab whose queue is full just
 /// misses the indicator.
+/// What the assistant may offer this client's visitors.
+fn persona<'a>(client: &'a ClientRuntime, catalog: Option<&'a crate::catalog::search::Catalog>) -> Persona<'a> {
+    Persona {
+        bot_name: client.settings.get("bot_name"),
+        contact_text: client.settings.get("contact_text"),
+        handoff: relay::configured(client),
+        tasks: tasks::configured(client).then(|| client.settings.get("tasks_require_confirmation") != "off"),
+        catalog,
+    }
+}
+
 fn typing_on(state: &AppState, session: i64, seq: i64) {
     let frame = ServerFrame::Typing { role: TypingRole::Assistant, on: true, reply_to: Some(seq) }.encode();
     state.hub.send_lossy(session, &frame);
@@ -675,15 +769,7 @@ async fn answer(
     let result = async {
         let Some(client) = state.registry.get(&uid) else { return Ok(()) };
         let catalog = state.catalogs.for_client(&client, &state.keys, &state.catalog_http);
-        let persona =
-            Persona {
-                bot_name: client.settings.get("bot_name"),
-                contact_text: client.settings.get("contact_text"),
-                handoff: relay::configured(&client),
-                tasks: tasks::configured(&client)
-                    .then(|| client.settings.get("tasks_require_confirmation") != "off"),
-                catalog: catalog.as_ref(),
-            };
+        let persona = persona(&client, catalog.as_ref());
         let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &turn.text);
         // When the cards' search started and what the store took, for the latency histogram.
         let mut searched = None;
@@ -760,6 +846,7 @@ async fn answer(
         let Some(stored) = visitor.stored().await else { return Ok(()) };
         let seq = stored.seq;
         let created_at = now_ms();
+        let writing = std::time::Instant::now();
         let stored_answer = state
             .store
             .message_insert(&NewMessage {
@@ -784,8 +871,11 @@ async fn answer(
         }
         if let Inserted::New(m) = stored_answer {
             state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
-            if let Some((started, store)) = searched {
-                state.catalog_timings.record(started.elapsed(), store);
+            match searched {
+                Some((started, Some(store))) => state.catalog_timings.record_miss(started.elapsed(), store),
+                // The cache was filled while this answer waited its turn.
+                Some((started, None)) => state.catalog_timings.record_hit(started.elapsed(), writing.elapsed()),
+                None => {}
             }
             if let Some(idea) = reply.task {
                 let request = tasks::Request {

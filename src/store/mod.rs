@@ -3,6 +3,7 @@
 //! checked by one conformance suite, so behaviour cannot drift between dialects.
 
 mod sql;
+mod sqlite_writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub enum StoreError {
     /// The database itself failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// SQLite's message writer failed (it talks to SQLite directly, see `sqlite_writer`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Schema migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -420,6 +424,28 @@ pub struct NewMessage {
     pub products: Vec<ProductCard>,
 }
 
+impl NewMessage {
+    /// The message as stored under `seq`: a store that knows the rest of the row needs not
+    /// read it back.
+    pub fn stored(self, seq: i64) -> Message {
+        Message {
+            seq,
+            session_id: self.session_id,
+            role: self.role,
+            text: self.text,
+            client_msg_id: self.client_msg_id,
+            reply_to: self.reply_to,
+            source: self.source,
+            entry_id: self.entry_id,
+            created_at: self.created_at,
+            feedback: None,
+            author: self.author,
+            attachments: self.attachments,
+            products: self.products,
+        }
+    }
+}
+
 /// Tokens of a model answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {
@@ -512,6 +538,14 @@ pub trait Store: Send + Sync + 'static {
     async fn session_by_id(&self, session_id: i64) -> StoreResult<Option<SessionRow>>;
     /// Stores a message; with a client id, a second copy returns the first (`Duplicate`).
     async fn message_insert(&self, message: &NewMessage) -> StoreResult<Inserted>;
+    /// Stores a visitor's message and, when it is new, `answer` as its reply (`reply_to` set
+    /// to its seq) in the same commit: an answer known at once (the FAQ's, or products from
+    /// the cache) then costs one durable write instead of two. A duplicate stores no answer.
+    async fn message_insert_answered(
+        &self,
+        question: &NewMessage,
+        answer: &NewMessage,
+    ) -> StoreResult<(Inserted, Option<Message>)>;
     /// Up to `limit` messages older than `before` (all when `None`), oldest first, and
     /// whether still older ones exist.
     async fn messages_page(

@@ -24,7 +24,7 @@ pub struct SqliteStore {
     /// handler, which put 10 ms steps into the latency tail under load.
     pool: SqlitePool,
     reader: SqlitePool,
-    inserts: mpsc::Sender<InsertJob>,
+    inserts: mpsc::Sender<sqlite_writer::InsertJob>,
     _checkpointer: tokio_util::sync::DropGuard,
 }
 
@@ -123,90 +123,41 @@ impl SqliteStore {
             .await?;
         let checkpointer = tokio_util::sync::CancellationToken::new();
         spawn_checkpointer(checkpoints, checkpointer.clone());
-        // Messages have a connection of their own that never waits inside SQLite (see
-        // `insert_batch`): setting the timeout around every batch instead cost two extra
-        // round trips to SQLite's worker thread per batch.
-        let messages = SqlitePoolOptions::new()
-            .min_connections(1)
-            .max_connections(1)
-            .connect_with(options.clone().create_if_missing(false).busy_timeout(Duration::ZERO))
-            .await?;
-        let (inserts, jobs) = mpsc::channel(1024);
-        tokio::spawn(group_commit(messages, jobs));
+        // Messages have a writer thread of their own (`sqlite_writer`).
+        let inserts = sqlite_writer::start(options.get_filename())?;
         Ok(Self { pool, reader, inserts, _checkpointer: checkpointer.drop_guard() })
     }
 
-    async fn insert_message(&self, m: &NewMessage) -> StoreResult<Inserted> {
+    async fn insert_answered(
+        &self,
+        m: &NewMessage,
+        answer: Option<&NewMessage>,
+    ) -> StoreResult<(Inserted, Option<Message>)> {
         let (done, result) = oneshot::channel();
         let closed = || StoreError::Db(sqlx::Error::PoolClosed);
-        self.inserts.send(InsertJob { message: m.clone(), done }).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?.map_err(StoreError::Db)
-    }
-}
-
-/// A message waiting for the next group commit.
-struct InsertJob {
-    message: NewMessage,
-    done: oneshot::Sender<Result<Inserted, sqlx::Error>>,
-}
-
-/// Group commit: message inserts that arrive together are written in one transaction on the
-/// writer connection, so a commit's page writes are shared instead of repeated per message.
-/// Each caller still learns its result only after the commit. If a batch fails, its messages
-/// are retried one by one, so one bad message cannot fail its neighbours.
-async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
-    let mut batch = Vec::with_capacity(128);
-    while jobs.recv_many(&mut batch, 128).await > 0 {
-        match insert_batch(&pool, &batch).await {
-            Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.done.send(Ok(result));
-                }
+        let job = sqlite_writer::InsertJob { message: m.clone(), answer: answer.cloned(), done };
+        self.inserts.send(job).await.map_err(|_| closed())?;
+        let (written, answer_seq) = result.await.map_err(|_| closed())??;
+        let question = match written {
+            sqlite_writer::Written::New(seq) => Inserted::New(m.clone().stored(seq)),
+            // Committed before: read it back like any stored message.
+            sqlite_writer::Written::Duplicate => {
+                let row = sqlx::query(MESSAGE_BY_CLIENT_ID)
+                    .bind(m.session_id)
+                    .bind(&m.client_msg_id)
+                    .fetch_one(&self.reader)
+                    .await?;
+                Inserted::Duplicate(message_from(&row)?)
             }
-            Err(_) => {
-                for job in batch.drain(..) {
-                    let result = insert_batch(&pool, std::slice::from_ref(&job)).await.map(|mut r| r.remove(0));
-                    let _ = job.done.send(result);
-                }
+        };
+        let answer = match (&question, answer, answer_seq) {
+            (Inserted::New(q), Some(a), Some(seq)) => {
+                Some(NewMessage { reply_to: Some(q.seq), ..a.clone() }.stored(seq))
             }
-        }
+            _ => None,
+        };
+        Ok((question, answer))
     }
-}
-
-/// Writes a batch of messages, waiting for the write lock in 1 ms steps for up to 10 s.
-/// SQLite's own busy handler backs off to 100 ms sleeps, so against another process that
-/// commits batch after batch with short pauses (a training run) it kept missing the gaps
-/// and held visitors' messages for up to 0.8 s; polling every millisecond catches them.
-async fn insert_batch(pool: &SqlitePool, jobs: &[InsertJob]) -> Result<Vec<Inserted>, sqlx::Error> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut conn = pool.acquire().await?;
-    loop {
-        match try_insert_batch(&mut conn, jobs).await {
-            Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(1)).await
-            }
-            other => break other,
-        }
-    }
-}
-
-async fn try_insert_batch(
-    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    jobs: &[InsertJob],
-) -> Result<Vec<Inserted>, sqlx::Error> {
-    let mut tx = sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        results.push(insert_message_sqlite(&mut tx, &job.message).await?);
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-/// SQLITE_BUSY and its extended codes: another connection holds the lock.
-fn is_busy(e: &sqlx::Error) -> bool {
-    let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok());
-    code.is_some_and(|c| c & 0xff == 5)
 }
 
 /// Copies the WAL into the database every second off the write path: an automatic
@@ -251,12 +202,20 @@ impl PostgresStore {
         Ok(Self { reader: pool.clone(), pool })
     }
 
-    async fn insert_message(&self, m: &NewMessage) -> StoreResult<Inserted> {
-        // One transaction: the message and its usage count together or not at all.
+    async fn insert_answered(
+        &self,
+        m: &NewMessage,
+        answer: Option<&NewMessage>,
+    ) -> StoreResult<(Inserted, Option<Message>)> {
+        // One transaction: the message, its answer and the usage count together or not at all.
         let mut tx = self.pool.begin().await?;
         let inserted = insert_message_pg(&mut tx, m).await?;
+        let answer = match (&inserted, answer) {
+            (Inserted::New(q), Some(a)) => answer_pg(&mut tx, q, a).await?,
+            _ => None,
+        };
         tx.commit().await?;
-        Ok(inserted)
+        Ok((inserted, answer))
     }
 }
 
@@ -267,13 +226,23 @@ macro_rules! message_columns {
     };
 }
 
-const INSERT_MESSAGE: &str = concat!(
-    "INSERT INTO messages (session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, ",
-    "prompt_tokens, completion_tokens, author_name, author_avatar, attachments, products) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
-    message_columns!()
-);
-const ADD_USAGE: &str = "INSERT INTO model_usage (client_id, day, answers, prompt_tokens, completion_tokens) \
+/// Inserts a message unless its client id is already there; returns what follows.
+macro_rules! insert_message_returning {
+    ($returning:expr) => {
+        concat!(
+            "INSERT INTO messages (session_id, role, text, client_msg_id, reply_to, source, entry_id, created_at, ",
+            "prompt_tokens, completion_tokens, author_name, author_avatar, attachments, products) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ",
+            "ON CONFLICT (session_id, client_msg_id) DO NOTHING RETURNING ",
+            $returning
+        )
+    };
+}
+
+const INSERT_MESSAGE: &str = insert_message_returning!(message_columns!());
+/// The SQLite writer knows the rest of the row already.
+pub(super) const INSERT_MESSAGE_SEQ: &str = insert_message_returning!("seq");
+pub(super) const ADD_USAGE: &str = "INSERT INTO model_usage (client_id, day, answers, prompt_tokens, completion_tokens) \
      SELECT client_id, $2, 1, $3, $4 FROM sessions WHERE id = $1 \
      ON CONFLICT (client_id, day) DO UPDATE SET answers = model_usage.answers + 1, \
      prompt_tokens = model_usage.prompt_tokens + excluded.prompt_tokens, \
@@ -334,8 +303,20 @@ macro_rules! insert_message_fn {
     };
 }
 
-insert_message_fn!(insert_message_sqlite, sqlx::SqliteConnection);
 insert_message_fn!(insert_message_pg, sqlx::PgConnection);
+
+/// Stores `answer` as the reply to the just-stored `question`, in the same transaction.
+async fn answer_pg(
+    conn: &mut sqlx::PgConnection,
+    question: &Message,
+    answer: &NewMessage,
+) -> Result<Option<Message>, sqlx::Error> {
+    let answer = NewMessage { reply_to: Some(question.seq), ..answer.clone() };
+    Ok(match insert_message_pg(conn, &answer).await? {
+        Inserted::New(m) => Some(m),
+        Inserted::Duplicate(_) => None,
+    })
+}
 
 fn message_from<R>(row: &R) -> Result<Message, sqlx::Error>
 where
@@ -850,7 +831,15 @@ macro_rules! sql_store {
             }
 
             async fn message_insert(&self, m: &NewMessage) -> StoreResult<Inserted> {
-                self.insert_message(m).await
+                Ok(self.insert_answered(m, None).await?.0)
+            }
+
+            async fn message_insert_answered(
+                &self,
+                question: &NewMessage,
+                answer: &NewMessage,
+            ) -> StoreResult<(Inserted, Option<Message>)> {
+                self.insert_answered(question, Some(answer)).await
             }
 
             async fn messages_page(

@@ -96,7 +96,10 @@ async fn the_servers_own_latency_histogram_is_an_admin_read() {
     app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
     let (mut ws, _) = app.visitor(None).await;
     ws.ask("h1", "Do you have a kettle?").await;
-    ws.ask("h2", "Do you have a kettle?").await;
+    // The second answer comes from the cache, stored with its question in one write.
+    let (_, hit) = ws.ask("h2", "Do you have a kettle?").await;
+    assert_eq!((hit["source"].as_str(), catalog.requests()), (Some("catalog"), 1), "{hit}");
+    assert!(hit["products"].as_array().is_some_and(|cards| !cards.is_empty()), "{hit}");
     let url = format!("{}/api/metrics/catalog", app.base);
     assert_eq!(crate::support::http().get(&url).send().await.unwrap().status(), 401);
     let metrics: serde_json::Value =
@@ -104,4 +107,5 @@ async fn the_servers_own_latency_histogram_is_an_admin_read() {
     assert_eq!(metrics["added_over_store"]["count"], 1, "{metrics}");
     assert_eq!(metrics["cache_hit"]["count"], 1, "{metrics}");
     assert!(metrics["cache_hit"]["p99_ms"].as_f64().is_some_and(|ms| ms < 1000.0), "{metrics}");
+    assert_eq!(metrics["cache_hit_write"]["count"], 1, "{metrics}");
 }

@@ -147,6 +147,20 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(older[1].role, Role::Assistant);
     assert_eq!(older[1].entry_id.as_deref(), Some("e1"));
 
+    // a question with an answer known at once: both in one commit; a resend stores no answer
+    let s3 = store.session_create(c.id, "hash-3", "c_3", 5).await.unwrap();
+    let instant = NewMessage { session_id: s3.id, reply_to: None, ..answer.clone() };
+    let (Inserted::New(q), Some(a)) =
+        store.message_insert_answered(&visitor(s3.id, "q", "hours?"), &instant).await.unwrap()
+    else {
+        panic!("the question and its answer are stored")
+    };
+    assert_eq!((a.reply_to, a.seq > q.seq, a.role, a.text.as_str()), (Some(q.seq), true, Role::Assistant, "answer"));
+    assert_eq!(store.reply_to(s3.id, q.seq).await.unwrap().unwrap(), a);
+    let again = store.message_insert_answered(&visitor(s3.id, "q", "hours?"), &instant).await.unwrap();
+    assert_eq!(again, (Inserted::Duplicate(q), None));
+    assert_eq!(store.messages_page(s3.id, None, 10).await.unwrap().0.len(), 2, "no second answer");
+
     // model usage: counted with the message, per client and UTC day, and per session
     let day = utc_day(1_700_000_000_000);
     assert_eq!(store.usage_day(c.id, day).await.unwrap(), DayUsage::default());
