@@ -98,6 +98,11 @@ struct CatalogArgs {
     source_addrs: Option<String>,
     #[arg(long, default_value = "http://localhost")]
     origin: String,
+    /// Spread the visitors' first questions evenly over this many milliseconds, so their
+    /// questions arrive spread out as independent visitors' do; 0 (the default) starts them
+    /// all at once, in lockstep: a burst of simultaneous questions each round.
+    #[arg(long, default_value_t = 0)]
+    stagger_ms: u64,
 }
 
 /// The answer `aia-bench model-server` streams, word by word.
@@ -1083,6 +1088,7 @@ async fn catalog_visitor(args: &CatalogArgs, i: usize, src: Option<Ipv4Addr>) ->
     req.headers_mut().insert(ORIGIN, HeaderValue::from_str(&args.origin)?);
     let (mut ws, _) = client_async_with_config(req, tcp, None).await?;
     ws.send(Message::text(r#"{"type":"hello","v":1}"#)).await?;
+    sleep(Duration::from_millis(args.stagger_ms * i as u64 / args.connections.max(1) as u64)).await;
     let (mut misses, mut hits) = (Vec::new(), Vec::new());
     let questions: Vec<String> =
         (0..args.questions).map(|q| format!("Do you have a kettle under {}?", 1000 + i * 100 + q)).collect();

@@ -13,7 +13,6 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Row, SqlSafeStr};
-use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 
@@ -24,7 +23,7 @@ pub struct SqliteStore {
     /// handler, which put 10 ms steps into the latency tail under load.
     pool: SqlitePool,
     reader: SqlitePool,
-    inserts: mpsc::Sender<sqlite_writer::InsertJob>,
+    writer: sqlite_writer::Writer,
     _checkpointer: tokio_util::sync::DropGuard,
 }
 
@@ -123,9 +122,9 @@ impl SqliteStore {
             .await?;
         let checkpointer = tokio_util::sync::CancellationToken::new();
         spawn_checkpointer(checkpoints, checkpointer.clone());
-        // Messages have a writer thread of their own (`sqlite_writer`).
-        let inserts = sqlite_writer::start(options.get_filename())?;
-        Ok(Self { pool, reader, inserts, _checkpointer: checkpointer.drop_guard() })
+        // Messages have a connection of their own (`sqlite_writer`).
+        let writer = sqlite_writer::Writer::open(options.get_filename())?;
+        Ok(Self { pool, reader, writer, _checkpointer: checkpointer.drop_guard() })
     }
 
     async fn insert_answered(
@@ -133,11 +132,8 @@ impl SqliteStore {
         m: &NewMessage,
         answer: Option<&NewMessage>,
     ) -> StoreResult<(Inserted, Option<Message>)> {
-        let (done, result) = oneshot::channel();
-        let closed = || StoreError::Db(sqlx::Error::PoolClosed);
-        let job = sqlite_writer::InsertJob { message: m.clone(), answer: answer.cloned(), done };
-        self.inserts.send(job).await.map_err(|_| closed())?;
-        let (written, answer_seq) = result.await.map_err(|_| closed())??;
+        let (written, answer_seq) =
+            self.writer.insert(m, answer).await.ok_or(StoreError::Db(sqlx::Error::PoolClosed))??;
         let question = match written {
             sqlite_writer::Written::New(seq) => Inserted::New(m.clone().stored(seq)),
             // Committed before: read it back like any stored message.

@@ -161,6 +161,24 @@ async fn conformance(store: Arc<dyn Store>) {
     assert_eq!(again, (Inserted::Duplicate(q), None));
     assert_eq!(store.messages_page(s3.id, None, 10).await.unwrap().0.len(), 2, "no second answer");
 
+    // many writers at once: every message stored once, each caller told its own seq
+    let s4 = store.session_create(c.id, "hash-4", "c_4", 5).await.unwrap();
+    let writes = (0..200).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.message_insert(&visitor(s4.id, &format!("w{i}"), &format!("m{i}"))).await })
+    });
+    let mut seqs = Vec::new();
+    let all = tokio::time::timeout(std::time::Duration::from_secs(20), futures_util::future::join_all(writes));
+    for (i, w) in all.await.expect("no write left waiting").into_iter().enumerate() {
+        let Inserted::New(m) = w.unwrap().unwrap() else { panic!("new") };
+        assert_eq!(m.text, format!("m{i}"));
+        seqs.push(m.seq);
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    let (stored, _) = store.messages_page(s4.id, None, 500).await.unwrap();
+    assert_eq!((seqs.len(), stored.len()), (200, 200));
+
     // model usage: counted with the message, per client and UTC day, and per session
     let day = utc_day(1_700_000_000_000);
     assert_eq!(store.usage_day(c.id, day).await.unwrap(), DayUsage::default());
@@ -331,7 +349,8 @@ async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) 
     assert!(store.webhook_delivery_first("d-1", 1_000 + day + 1).await.unwrap(), "forgotten after a day");
 }
 
-#[tokio::test]
+// Two worker threads, so the writers of the "many writers at once" step really overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     conformance(aia_chat::store::open(None, dir.path()).await.unwrap()).await;
