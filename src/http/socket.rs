@@ -640,9 +640,6 @@ impl Conn {
     }
 }
 
-/// Tells every tab of the session that an answer to `seq` is being written, once per answer;
-/// the `delta` or `message` with that `replyTo` ends it. Lossy: a tab whose queue is full just
-/// misses the indicator.
 /// What the assistant may offer this client's visitors.
 fn persona<'a>(client: &'a ClientRuntime, catalog: Option<&'a crate::catalog::search::Catalog>) -> Persona<'a> {
     Persona {
@@ -654,6 +651,9 @@ fn persona<'a>(client: &'a ClientRuntime, catalog: Option<&'a crate::catalog::se
     }
 }
 
+/// Tells every tab of the session that an answer to `seq` is being written, once per answer;
+/// the `delta` or `message` with that `replyTo` ends it. Lossy: a tab whose queue is full just
+/// misses the indicator.
 fn typing_on(state: &AppState, session: i64, seq: i64) {
     let frame = ServerFrame::Typing { role: TypingRole::Assistant, on: true, reply_to: Some(seq) }.encode();
     state.hub.send_lossy(session, &frame);
