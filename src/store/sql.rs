@@ -916,17 +916,15 @@ macro_rules! sql_store {
             }
 
             async fn model_error_record(&self, client_id: i64, at: i64, error: &str) -> StoreResult<()> {
-                sqlx::query(
+                self.record_error(
                     "INSERT INTO model_status (client_id, last_error_at, last_error) VALUES ($1, $2, $3) \
                      ON CONFLICT (client_id) DO UPDATE SET last_error_at = excluded.last_error_at, \
                      last_error = excluded.last_error",
+                    client_id,
+                    at,
+                    error,
                 )
-                .bind(client_id)
-                .bind(at)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                .await
             }
 
             async fn model_error(&self, client_id: i64) -> StoreResult<Option<(i64, String)>> {
@@ -1069,25 +1067,13 @@ macro_rules! sql_store {
             }
 
             async fn task_retry(&self, id: i64, next_at: i64, error: &str) -> StoreResult<()> {
-                sqlx::query("UPDATE tasks SET next_at = $2, last_error = $3, updated_at = $2 WHERE id = $1")
-                .bind(id)
-                .bind(next_at)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let sql = "UPDATE tasks SET next_at = $2, last_error = $3, updated_at = $2 WHERE id = $1";
+                self.record_error(sql, id, next_at, error).await
             }
 
             async fn task_failed(&self, id: i64, now: i64, error: &str) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE tasks SET state = 'failed', last_error = $3, updated_at = $2 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let sql = "UPDATE tasks SET state = 'failed', last_error = $3, updated_at = $2 WHERE id = $1";
+                self.record_error(sql, id, now, error).await
             }
 
             async fn tasks_since(&self, session_id: i64, since: i64) -> StoreResult<i64> {
@@ -1191,27 +1177,15 @@ macro_rules! sql_store {
             }
 
             async fn outbox_retry(&self, id: i64, next_at: i64, error: &str) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE operator_outbox SET next_at = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(next_at)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let sql =
+                    "UPDATE operator_outbox SET next_at = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1";
+                self.record_error(sql, id, next_at, error).await
             }
 
             async fn outbox_dead(&self, id: i64, now: i64, error: &str) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE operator_outbox SET dead_at = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let sql =
+                    "UPDATE operator_outbox SET dead_at = $2, attempts = attempts + 1, last_error = $3 WHERE id = $1";
+                self.record_error(sql, id, now, error).await
             }
 
             async fn outbox_dead_letters(&self, client_id: i64) -> StoreResult<Vec<OutboxItem>> {
@@ -1244,6 +1218,15 @@ macro_rules! sql_store {
 
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.reader).await?;
+                Ok(())
+            }
+        }
+
+        impl $store {
+            /// Runs a statement that records a failure on a row: `$1` the row, `$2` when, `$3`
+            /// the error (the model status, task and outbox retries and give-ups).
+            async fn record_error(&self, sql: &'static str, id: i64, at: i64, error: &str) -> StoreResult<()> {
+                sqlx::query(sql).bind(id).bind(at).bind(error).execute(&self.pool).await?;
                 Ok(())
             }
         }

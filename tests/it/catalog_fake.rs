@@ -26,7 +26,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aia_chat::catalog::search::{Catalog, CatalogConfig};
 use aia_chat::clients::UpstreamPolicy;
@@ -758,20 +758,7 @@ async fn handle(State((schema, world)): State<(CatalogSchema, Shared)>, headers:
     }
     let mut response = serde_json::to_value(schema.execute(request).await).unwrap();
     magento_style(&mut response);
-    let categories: Vec<&str> = response["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["extensions"]["category"].as_str())
-        .collect();
-    let status = if categories.contains(&"graphql-authentication") {
-        StatusCode::UNAUTHORIZED
-    } else if categories.contains(&"graphql-authorization") {
-        StatusCode::FORBIDDEN
-    } else {
-        StatusCode::OK
-    };
-    (status, axum::Json(response)).into_response()
+    (crate::graphql_fake::magento_status(&response), axum::Json(response)).into_response()
 }
 
 /// async-graphql's answer as Magento's (and the GraphQL spec's): validation errors (no `path`)
@@ -1011,15 +998,7 @@ impl FakeCatalog {
         if self.server.lock().unwrap().is_some() {
             return;
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => panic!("the fake catalog could not rebind {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
+        self.serve(crate::support::rebind(self.addr).await);
     }
 }
 

@@ -375,18 +375,7 @@ impl FakeChatwoot {
         if self.server.lock().unwrap().is_some() {
             return;
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("the fake could not rebind {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
+        self.serve(crate::support::rebind(self.addr).await);
     }
 
     /// Adds (or replaces) an inbox.

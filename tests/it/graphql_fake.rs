@@ -214,22 +214,25 @@ async fn graphql(State((schema, shop)): State<(ShopSchema, Arc<Shop>)>, headers:
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }
     let response = serde_json::to_value(schema.execute(request).await).unwrap();
-    // Magento's controller: authentication errors answer 401, authorization errors 403, the
-    // rest 200 (contract §5.2).
+    (magento_status(&response), axum::Json(response)).into_response()
+}
+
+/// Magento's controller: authentication errors answer 401, authorization errors 403, the rest
+/// 200 (contract §5.2).
+pub fn magento_status(response: &serde_json::Value) -> StatusCode {
     let categories: Vec<&str> = response["errors"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|e| e["extensions"]["category"].as_str())
         .collect();
-    let status = if categories.contains(&"graphql-authentication") {
+    if categories.contains(&"graphql-authentication") {
         StatusCode::UNAUTHORIZED
     } else if categories.contains(&"graphql-authorization") {
         StatusCode::FORBIDDEN
     } else {
         StatusCode::OK
-    };
-    (status, axum::Json(response)).into_response()
+    }
 }
 
 async fn slow() -> &'static str {

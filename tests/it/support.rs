@@ -287,6 +287,19 @@ impl Ws {
     }
 }
 
+/// A fake service's listener back on the port it had: the old socket may linger for a moment
+/// after the fake went down.
+pub async fn rebind(addr: SocketAddr) -> tokio::net::TcpListener {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("the fake could not rebind {addr}: {e}"),
+        }
+    }
+}
+
 /// Records that a group of optional tests ran, for `scripts/test` to check (it fails on 0).
 pub fn count_run(counter: &str, n: usize) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-counters");

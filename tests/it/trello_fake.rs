@@ -450,15 +450,7 @@ impl FakeTrello {
         if self.server.lock().unwrap().is_some() {
             return;
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(e) => panic!("the fake could not rebind {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
+        self.serve(crate::support::rebind(self.addr).await);
     }
 
     // --- state --------------------------------------------------------------------------

