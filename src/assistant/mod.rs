@@ -101,13 +101,19 @@ pub struct ModelConfig {
     pub max_tokens: Option<(&'static str, u32)>,
 }
 
+/// Whether the client has a model at all (a URL or a token), without opening the token: the
+/// socket asks this for every message.
+pub fn model_configured(settings: &ClientSettings) -> bool {
+    !settings.get("model_url").trim().is_empty() || settings.is_set("model_token")
+}
+
 /// The client's model, if one is configured: a token or a URL is set (local servers need no
 /// token). A setting that cannot be used is an error for the admin, never for the visitor.
 pub fn model_config(settings: &ClientSettings, keys: &SecretBox, uid: &str) -> Option<Result<ModelConfig, String>> {
-    let url = settings.get("model_url");
-    if url.trim().is_empty() && !settings.is_set("model_token") {
+    if !model_configured(settings) {
         return None;
     }
+    let url = settings.get("model_url");
     let provider = Provider::from_setting(settings.get("model_provider"));
     // The default model id is OpenAI's; another provider's default applies unless one is set.
     let model = if settings.is_set("model_type") { settings.get("model_type") } else { provider.default_model() };

@@ -337,15 +337,17 @@ impl Conn {
         {
             return outcome;
         }
-        if let Some((reply, started)) = self.answer_at_once(&new.text) {
-            return self.store_answered(session, &new, &id, reply, started).await;
-        }
+        let faq = match self.answer_at_once(&new.text) {
+            Ready::Now(reply, searched) => return self.store_answered(session, &new, &id, reply, searched).await,
+            Ready::AfterSearch(faq) => Some(faq),
+            Ready::Later => None,
+        };
         let state = &self.state;
         // The answer starts while the message is being stored, so the disk write is not on
         // the way to the first token; it is stored only once the message is (and dropped if
         // storing fails: the visitor resends).
         let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
-        self.spawn_answer(session, &new.text, &id, Visitor::Storing(stored_rx));
+        self.spawn_answer(session, &new.text, &id, Visitor::Storing(stored_rx), faq);
         match state.store.message_insert(&new).await {
             Ok(Inserted::New(stored)) => {
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
@@ -374,19 +376,18 @@ impl Conn {
         let ack = ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode();
         if unanswered && stored.role == Role::Visitor {
             let text = stored.text.clone();
-            self.spawn_answer(session, &text, id, Visitor::Resent(Box::new(stored)));
+            self.spawn_answer(session, &text, id, Visitor::Resent(Box::new(stored)), None);
         }
         Outcome::frame(ack)
     }
 
     /// Without a model, the answer when it is known at once: the FAQ's, or (for a product
-    /// request the FAQ can't answer) cards from the catalog's cache; with when that search
-    /// started. `None`: the answer has to wait for something (the model, the catalog).
-    fn answer_at_once(&self, text: &str) -> Option<(assistant::Reply, Option<std::time::Instant>)> {
+    /// request the FAQ can't answer) cards from the catalog's cache.
+    fn answer_at_once(&self, text: &str) -> Ready {
         let state = &self.state;
-        let client = state.registry.get(&self.uid)?;
-        if assistant::model_config(&client.settings, &state.keys, &self.uid).is_some() {
-            return None;
+        let Some(client) = state.registry.get(&self.uid) else { return Ready::Later };
+        if assistant::model_configured(&client.settings) {
+            return Ready::Later;
         }
         let catalog = state.catalogs.for_client(&client, &state.keys, &state.catalog_http);
         let persona = persona(&client, catalog.as_ref());
@@ -394,11 +395,15 @@ impl Conn {
         match &catalog {
             Some(catalog) if faq.source == assistant::Source::Fallback => {
                 let started = std::time::Instant::now();
-                let reply = assistant::products_at_once(catalog, persona, text, faq)?;
-                let searched = (reply.source == assistant::Source::Catalog).then_some(started);
-                Some((reply, searched))
+                match assistant::products_at_once(catalog, persona, text, faq.clone()) {
+                    Some(reply) => {
+                        let searched = (reply.source == assistant::Source::Catalog).then_some(started);
+                        Ready::Now(reply, searched)
+                    }
+                    None => Ready::AfterSearch(faq),
+                }
             }
-            _ => Some((faq, None)),
+            _ => Ready::Now(faq, None),
         }
     }
 
@@ -566,8 +571,8 @@ impl Conn {
     }
 
     /// Starts the tracked task that answers the visitor's message `id`.
-    fn spawn_answer(&self, session: i64, text: &str, id: &str, visitor: Visitor) {
-        let turn = VisitorTurn { session_id: session, text: text.to_string(), client_msg_id: id.to_string() };
+    fn spawn_answer(&self, session: i64, text: &str, id: &str, visitor: Visitor, faq: Option<assistant::Reply>) {
+        let turn = VisitorTurn { session_id: session, text: text.to_string(), client_msg_id: id.to_string(), faq };
         let state = self.state.clone();
         self.state.tasks.spawn(answer(state, self.uid.clone(), turn, visitor, self.page.clone(), self.ip));
     }
@@ -701,6 +706,18 @@ struct VisitorTurn {
     session_id: i64,
     text: String,
     client_msg_id: String,
+    /// The FAQ's answer when it was already worked out (without a model, waiting on a search).
+    faq: Option<assistant::Reply>,
+}
+
+/// When a visitor message's answer can be given.
+enum Ready {
+    /// Now, stored with the message; with when the product search started, if it was one.
+    Now(assistant::Reply, Option<std::time::Instant>),
+    /// After a product search, with the FAQ's answer for when the search brings nothing.
+    AfterSearch(assistant::Reply),
+    /// After the model (or something else that needs waiting for).
+    Later,
 }
 
 /// The visitor's message as the answer sees it: being stored (its `seq` comes when the write
@@ -774,7 +791,7 @@ async fn answer(
         // When the cards' search started and what the store took, for the latency histogram.
         let mut searched = None;
         let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
-            None => match (builtin(), catalog.as_ref()) {
+            None => match (turn.faq.clone().unwrap_or_else(builtin), catalog.as_ref()) {
                 // Without a model, a product request the FAQ can't answer searches the catalog.
                 (faq, Some(catalog)) if faq.source == assistant::Source::Fallback => {
                     let started = std::time::Instant::now();
