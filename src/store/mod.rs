@@ -524,6 +524,13 @@ pub trait Store: Send + Sync + 'static {
     async fn training_status(&self, client_id: i64) -> StoreResult<Option<TrainingStatus>>;
     /// A client's knowledge in stored order.
     async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>>;
+    /// A client's stored vectors in one embedding space: `(text hash, vector bytes)`.
+    async fn vectors_list(&self, client_id: i64, space: &str) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Stores vectors by text hash, in transactions of at most 1,000; a hash already stored
+    /// keeps its vector (two nodes embedding the same text write the same thing).
+    async fn vectors_add(&self, client_id: i64, space: &str, vectors: &[(String, Vec<u8>)]) -> StoreResult<()>;
+    /// Drops the vectors of texts no entry uses any more.
+    async fn vectors_remove(&self, client_id: i64, space: &str, hashes: &[String]) -> StoreResult<()>;
     /// Starts a session.
     async fn session_create(
         &self,

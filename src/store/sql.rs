@@ -60,6 +60,11 @@ macro_rules! migrations {
             (8, "operator", include_str!(concat!("../../migrations/", $dialect, "/0008_operator.sql"))),
             (9, "tasks", include_str!(concat!("../../migrations/", $dialect, "/0009_tasks.sql"))),
             (10, "products", include_str!(concat!("../../migrations/", $dialect, "/0010_products.sql"))),
+            (
+                11,
+                "knowledge vectors",
+                include_str!(concat!("../../migrations/", $dialect, "/0011_knowledge_vectors.sql")),
+            ),
         ]
     };
 }
@@ -759,6 +764,53 @@ macro_rules! sql_store {
                     last_error: r.try_get(7)?,
                     entry_count: r.try_get(8)?,
                 }))
+            }
+
+            async fn vectors_list(&self, client_id: i64, space: &str) -> StoreResult<Vec<(String, Vec<u8>)>> {
+                let rows = sqlx::query("SELECT text_hash, vector FROM knowledge_vectors WHERE client_id = $1 AND space = $2")
+                    .bind(client_id)
+                    .bind(space)
+                    .fetch_all(&self.reader)
+                    .await?;
+                rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+            }
+
+            async fn vectors_add(&self, client_id: i64, space: &str, vectors: &[(String, Vec<u8>)]) -> StoreResult<()> {
+                for chunk in vectors.chunks(KNOWLEDGE_BATCH) {
+                    let mut tx = self.pool.begin().await?;
+                    for (hash, vector) in chunk {
+                        sqlx::query(
+                            "INSERT INTO knowledge_vectors (client_id, space, text_hash, vector) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT DO NOTHING",
+                        )
+                        .bind(client_id)
+                        .bind(space)
+                        .bind(hash)
+                        .bind(vector)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Self::yield_writes().await;
+                }
+                Ok(())
+            }
+
+            async fn vectors_remove(&self, client_id: i64, space: &str, hashes: &[String]) -> StoreResult<()> {
+                for chunk in hashes.chunks(KNOWLEDGE_BATCH) {
+                    let mut tx = self.pool.begin().await?;
+                    for hash in chunk {
+                        sqlx::query("DELETE FROM knowledge_vectors WHERE client_id = $1 AND space = $2 AND text_hash = $3")
+                            .bind(client_id)
+                            .bind(space)
+                            .bind(hash)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Self::yield_writes().await;
+                }
+                Ok(())
             }
 
             async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>> {

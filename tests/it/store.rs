@@ -203,10 +203,31 @@ async fn conformance(store: Arc<dyn Store>) {
 
     operator_conformance(store.as_ref(), c.id, s1.id, s2.id).await;
     task_conformance(store.as_ref(), c.id, s1.id).await;
+    vector_conformance(store.as_ref(), c.id).await;
     store.ping().await.unwrap();
 }
 
 /// Task records: one per marker, proposals, the due queue, attempts and outcomes, the cap.
+async fn vector_conformance(store: &dyn Store, client: i64) {
+    let (a, b) = ("local:m:1", "endpoint:http://x/v1#m");
+    assert!(store.vectors_list(client, a).await.unwrap().is_empty());
+    let rows: Vec<(String, Vec<u8>)> = (0..1500).map(|i| (format!("h{i}"), vec![i as u8, 1, 2, 3, 250])).collect();
+    store.vectors_add(client, a, &rows).await.unwrap();
+    store.vectors_add(client, b, &rows[..2]).await.unwrap();
+    // A hash already stored keeps its first vector.
+    store.vectors_add(client, a, &[("h0".into(), vec![9; 5])]).await.unwrap();
+    let mut got = store.vectors_list(client, a).await.unwrap();
+    got.sort();
+    let mut want = rows.clone();
+    want.sort();
+    assert_eq!(got, want, "every vector, byte for byte, in its own space");
+    assert_eq!(store.vectors_list(client, b).await.unwrap().len(), 2);
+    let gone: Vec<String> = (0..1200).map(|i| format!("h{i}")).collect();
+    store.vectors_remove(client, a, &gone).await.unwrap();
+    assert_eq!(store.vectors_list(client, a).await.unwrap().len(), 300);
+    assert_eq!(store.vectors_list(client, b).await.unwrap().len(), 2, "other spaces untouched");
+}
+
 async fn task_conformance(store: &dyn Store, client: i64, session: i64) {
     let new = |marker: &str, state: TaskState, now: i64| NewTaskRecord {
         client_id: client,
