@@ -116,7 +116,22 @@ impl App {
         if settings.demo {
             demo::ensure(store.as_ref(), &keys, settings.public_url.as_ref()).await?;
         }
-        let registry = Registry::default();
+        let local = match &settings.embedding_model {
+            Some(dir) => {
+                let loaded = std::time::Instant::now();
+                let model = crate::semantic::LocalModel::load(dir)
+                    .map_err(|e| anyhow::anyhow!("--embedding-model {}: {e}", dir.display()))?;
+                tracing::info!(model = %dir.display(), dim = model.model().dim(), ms = loaded.elapsed().as_millis() as u64, "sentence-embedding model loaded");
+                Some(model)
+            }
+            None => None,
+        };
+        let registry = Registry::with_embedding(crate::registry::Embedding {
+            local,
+            http: crate::outbound::client(settings.store.upstream, std::time::Duration::from_secs(30)),
+            keys: keys.clone(),
+            store: store.clone(),
+        });
         registry.sync(store.as_ref()).await?;
         let trainer = crate::knowledge::run::Trainer::new(
             store.clone(),

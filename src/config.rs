@@ -62,6 +62,11 @@ pub struct ServeArgs {
     /// `Authorization: Bearer …`); without it those endpoints are closed.
     #[arg(long, env = "AIA_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// A sentence-embedding model directory (BERT family as sentence-transformers saves it:
+    /// `config.json`, `tokenizer.json`, `model.safetensors`, `1_Pooling/`), run in-process for
+    /// every client without an `embedding_url`: retrieval becomes hybrid (full-text + vectors).
+    #[arg(long, env = "AIA_EMBEDDING_MODEL", value_name = "DIR")]
+    pub embedding_model: Option<PathBuf>,
 }
 
 /// The TOML file: the same options, all optional.
@@ -79,6 +84,7 @@ struct FileConfig {
     messages_per_minute: Option<u32>,
     sockets_per_ip: Option<u32>,
     sessions_per_minute: Option<u32>,
+    embedding_model: Option<PathBuf>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -168,6 +174,8 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// How often the server looks for clients whose scheduled training is due.
     pub schedule_interval: Duration,
+    /// The in-process sentence-embedding model's directory, if any.
+    pub embedding_model: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -231,6 +239,7 @@ impl ServeArgs {
             },
             reload_interval: Duration::from_millis(500),
             schedule_interval: Duration::from_secs(30),
+            embedding_model: self.embedding_model.clone().or(file.embedding_model),
         })
     }
 }

@@ -12,6 +12,8 @@
 //! - [`operator`]: the human operator (Chatwoot): webhook meaning and signatures.
 //! - [`tasks`]: tasks made from chats (the Trello client).
 //! - [`realtime`]: the frame protocol, the session hub and abuse limits.
+//! - [`semantic`]: sentence embeddings (in-process model or an OpenAI-compatible endpoint),
+//!   the vectors' search, and its fusion with full-text retrieval.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
 //! - [`app`]: start-up, serving and draining; [`cli`]: the `aia-chat` commands.
@@ -32,6 +34,7 @@ pub mod operator;
 pub mod outbound;
 pub mod realtime;
 pub mod registry;
+pub mod semantic;
 pub mod store;
 pub mod tasks;
 

@@ -9,7 +9,7 @@ pub mod prompt;
 pub mod tools;
 
 use crate::clients::{ClientSettings, SecretBox};
-use crate::knowledge::KnowledgeIndex;
+use crate::knowledge::{Hit, KnowledgeIndex};
 use crate::model::chat::{ChatRequest, ToolResult, Turn};
 use crate::model::client::{ModelError, Timeouts, stream_chat};
 use crate::model::endpoint::{Endpoint, Provider};
@@ -150,16 +150,18 @@ fn seconds(settings: &ClientSettings, key: &str) -> std::time::Duration {
 const TOOL_ROUNDS: usize = 3;
 
 /// Entries retrieved for the model to answer from, at most.
-const MODEL_ENTRIES: usize = 5;
+pub const MODEL_ENTRIES: usize = 5;
 
 /// Answers `question` with the model, passing each piece of text to `on_delta` as it is
 /// written. When the model fails, the built-in answer is the reply and the error comes back
-/// for the caller to log; the visitor is never left without an answer.
+/// for the caller to log; the visitor is never left without an answer. `retrieved` are the
+/// entries the model answers from, best first (hybrid or full-text: the caller's retrieval).
 #[allow(clippy::too_many_arguments)]
 pub async fn answer_with_model(
     http: &reqwest::Client,
     model: &ModelConfig,
     knowledge: &KnowledgeIndex,
+    retrieved: &[Hit],
     persona: Persona<'_>,
     confidence: Confidence,
     history: &[Message],
@@ -167,8 +169,7 @@ pub async fn answer_with_model(
     question: &str,
     on_delta: impl FnMut(&str) + Send,
 ) -> (Reply, Option<ModelError>) {
-    let hits = knowledge.candidates(question, MODEL_ENTRIES);
-    let entries = hits.iter().filter_map(|&i| knowledge.entries().get(i)).collect();
+    let entries = retrieved.iter().take(MODEL_ENTRIES).filter_map(|h| knowledge.entries().get(h.entry)).collect();
     let input = prompt::PromptInput {
         bot_name: persona.bot_name,
         contact_text: persona.contact_text,
@@ -320,9 +321,18 @@ fn products_reply(persona: Persona<'_>, term: &str, found: &[crate::catalog::sea
     }
 }
 
-/// Answers `question` from `knowledge` alone.
+/// Answers `question` from `knowledge` alone, by full-text search.
 pub fn answer(knowledge: &KnowledgeIndex, persona: Persona<'_>, confidence: Confidence, question: &str) -> Reply {
-    let best = knowledge.search(question, 1).into_iter().next();
+    answer_from(knowledge, knowledge.search(question, 1).first(), persona, confidence)
+}
+
+/// Answers with the best retrieved entry when retrieval is confident enough, else says so.
+pub fn answer_from(
+    knowledge: &KnowledgeIndex,
+    best: Option<&Hit>,
+    persona: Persona<'_>,
+    confidence: Confidence,
+) -> Reply {
     match best {
         Some(hit) if hit.confidence >= confidence.threshold => {
             let entry = &knowledge.entries()[hit.entry];

@@ -1,6 +1,7 @@
 //! `aia-chat eval FILE.json`: loads a benchmark file (the `shared/data/README.md` format)
 //! into a throwaway knowledge base, ranks every query and prints the retrieval figures at the
-//! shipped "don't know" threshold.
+//! shipped "don't know" threshold. With an embedding model (in-process or an endpoint), the
+//! hybrid ranking's figures, with the same keys.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,8 @@ use crate::assistant::Confidence;
 use crate::knowledge::KnowledgeIndex;
 use crate::knowledge::dataset::Dataset;
 use crate::knowledge::eval::{Judged, Report, report, with_typo};
+use crate::semantic::hybrid::Fusion;
+use crate::semantic::{Embedder, LocalModel, endpoint::EmbeddingEndpoint, index_entries};
 use rand::SeedableRng;
 
 /// Arguments of `aia-chat eval`.
@@ -33,27 +36,79 @@ pub struct EvalArgs {
     /// Also print the threshold that maximises balanced accuracy on this file (for tuning).
     #[arg(long)]
     sweep: bool,
+    /// Rank hybrid, with this local sentence-embedding model directory (BERT family, as
+    /// sentence-transformers saves it).
+    #[arg(long, value_name = "DIR", conflicts_with = "embedding_url")]
+    embedding_model: Option<PathBuf>,
+    /// Rank hybrid, with embeddings from this OpenAI-compatible endpoint (base URL or full
+    /// `/embeddings` URL); its token, if any, from `AIA_EMBEDDING_TOKEN`.
+    #[arg(long, value_name = "URL")]
+    embedding_url: Option<String>,
+    /// The endpoint's model name.
+    #[arg(long, value_name = "NAME", default_value = "text-embedding-3-small", requires = "embedding_url")]
+    embedding_model_name: String,
 }
 
-/// Judges every query of a dataset against an index built from its FAQs.
-pub fn judge(dataset: &Dataset, language: &str) -> anyhow::Result<Vec<(Option<usize>, Judged)>> {
+impl EvalArgs {
+    /// The embedder the arguments ask for, if any.
+    fn embedder(&self) -> anyhow::Result<Option<Box<dyn Embedder>>> {
+        if let Some(dir) = &self.embedding_model {
+            return Ok(Some(Box::new(LocalModel::load(dir)?)));
+        }
+        let Some(url) = &self.embedding_url else { return Ok(None) };
+        let token = std::env::var("AIA_EMBEDDING_TOKEN").unwrap_or_default();
+        let http =
+            crate::outbound::client(crate::clients::UpstreamPolicy::default(), std::time::Duration::from_secs(60));
+        Ok(Some(Box::new(EmbeddingEndpoint::new(http, url, &token, &self.embedding_model_name)?)))
+    }
+}
+
+/// Judges every query of a dataset against an index built from its FAQs: full-text alone, or
+/// hybrid when an embedder is given.
+pub async fn judge(
+    dataset: &Dataset,
+    language: &str,
+    embedder: Option<&dyn Embedder>,
+) -> anyhow::Result<Vec<(Option<usize>, Judged)>> {
     let index = KnowledgeIndex::build(dataset.entries(), language)?;
     let position: std::collections::HashMap<&str, usize> =
         dataset.faqs.iter().enumerate().map(|(i, f)| (f.id.as_str(), i)).collect();
-    dataset
+    let golds = dataset
         .queries
         .iter()
-        .map(|q| {
-            let gold = match &q.faq_id {
-                Some(id) => {
-                    Some(*position.get(id.as_str()).with_context(|| format!("query names unknown FAQ '{id}'"))?)
-                }
-                None => None,
-            };
-            let (scores, confidence) = index.score_all(&q.text);
-            Ok((gold, Judged { scores, confidence }))
+        .map(|q| match &q.faq_id {
+            Some(id) => {
+                Ok(Some(*position.get(id.as_str()).with_context(|| format!("query names unknown FAQ '{id}'"))?))
+            }
+            None => Ok(None),
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let Some(embedder) = embedder else {
+        return Ok(golds
+            .into_iter()
+            .zip(&dataset.queries)
+            .map(|(gold, q)| {
+                let (scores, confidence) = index.score_all(&q.text);
+                (gold, Judged { scores, confidence })
+            })
+            .collect());
+    };
+    let vectors = index_entries(index.entries(), embedder).await.context("embedding the FAQ")?;
+    let texts: Vec<String> = dataset.queries.iter().map(|q| q.text.clone()).collect();
+    let queries = embedder.embed(&texts).await.context("embedding the queries")?;
+    let fusion = Fusion::SHIPPED;
+    Ok(golds
+        .into_iter()
+        .zip(dataset.queries.iter().zip(queries))
+        .map(|(gold, (q, v))| {
+            let text = index.scored(&q.text, None);
+            let (scores, confidence) = match vectors.similarities(&v) {
+                Some(sims) => fusion.judge(&text, &sims),
+                None => index.score_all(&q.text),
+            };
+            (gold, Judged { scores, confidence })
+        })
+        .collect())
 }
 
 fn sweep(judged: &[(Option<usize>, Judged)]) -> (f32, Report) {
@@ -87,7 +142,7 @@ fn print_table(name: &str, threshold: f32, r: &Report) {
 }
 
 /// Runs `eval`.
-pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let mut dataset = Dataset::parse(&text).with_context(|| format!("parsing {}", args.file.display()))?;
     if let Some(seed) = args.typos {
@@ -96,7 +151,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             q.text = with_typo(&q.text, &mut rng);
         }
     }
-    let judged = judge(&dataset, &args.language)?;
+    let embedder = args.embedder()?;
+    let judged = judge(&dataset, &args.language, embedder.as_deref()).await?;
     let threshold = args.threshold.unwrap_or(Confidence::default().threshold);
     let r = report(&judged, threshold);
     if args.json {

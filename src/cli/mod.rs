@@ -67,7 +67,7 @@ pub fn main() -> ExitCode {
             Command::Ask(args) => Ok(ask::run(args).await),
             Command::Knowledge { store, command } => knowledge::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Train(args) => train::run(args).await.map(|_| ExitCode::SUCCESS),
-            Command::Eval(args) => eval::run(args).map(|_| ExitCode::SUCCESS),
+            Command::Eval(args) => eval::run(args).await.map(|_| ExitCode::SUCCESS),
         }
     });
     match result {

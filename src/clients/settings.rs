@@ -251,6 +251,23 @@ pub const SETTINGS: &[SettingDef] = &[
         "GraphQL API URL of the training source; empty means none.",
     ),
     def(
+        "embedding_url",
+        Kind::UpstreamUrl,
+        "",
+        Group::Training,
+        "OpenAI-compatible embeddings API for semantic search (OpenAI, Azure, Ollama, vLLM, text-embeddings-inference…): \
+         a base (`http://localhost:11434/v1`) or the full `/embeddings` endpoint. Empty: the server's own model if it \
+         was started with `--embedding-model`, else full-text search alone.",
+    ),
+    def(
+        "embedding_model",
+        Kind::Text { max: 200 },
+        "text-embedding-3-small",
+        Group::Training,
+        "Model name sent to the embeddings API. Changing it (or the URL) re-embeds the knowledge.",
+    ),
+    secret("embedding_token", Group::Training, "embedding_url", "API token of the embeddings API."),
+    def(
         "chunk_size",
         Kind::Int { min: 1, max: 10_000_000 },
         "100",

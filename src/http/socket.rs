@@ -386,7 +386,8 @@ impl Conn {
     fn answer_at_once(&self, text: &str) -> Ready {
         let state = &self.state;
         let Some(client) = state.registry.get(&self.uid) else { return Ready::Later };
-        if assistant::model_configured(&client.settings) {
+        // Hybrid retrieval embeds the question first: not a thing to do before the ack.
+        if assistant::model_configured(&client.settings) || client.semantic_ready() {
             return Ready::Later;
         }
         let catalog = state.catalogs.for_client(&client, &state.keys, &state.catalog_http);
@@ -787,7 +788,13 @@ async fn answer(
         let Some(client) = state.registry.get(&uid) else { return Ok(()) };
         let catalog = state.catalogs.for_client(&client, &state.keys, &state.catalog_http);
         let persona = persona(&client, catalog.as_ref());
-        let builtin = || assistant::answer(&client.knowledge, persona, Confidence::default(), &turn.text);
+        // Hybrid when the client's vectors are ready; the answer found at once needs none.
+        let retrieved = if turn.faq.is_some() && !assistant::model_configured(&client.settings) {
+            Vec::new()
+        } else {
+            client.retrieve(&turn.text, assistant::MODEL_ENTRIES).await
+        };
+        let builtin = || assistant::answer_from(&client.knowledge, retrieved.first(), persona, Confidence::default());
         // When the cards' search started and what the store took, for the latency histogram.
         let mut searched = None;
         let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
@@ -833,6 +840,7 @@ async fn answer(
                     &state.model_http,
                     &model,
                     &client.knowledge,
+                    &retrieved,
                     persona,
                     Confidence::default(),
                     &history,

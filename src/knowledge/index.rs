@@ -653,20 +653,39 @@ impl KnowledgeIndex {
     /// A score for every entry (0 where nothing matched) and the confidence of the best one:
     /// what `eval` ranks with.
     pub fn score_all(&self, query: &str) -> (Vec<f32>, f32) {
-        let mut all = vec![0.0; self.entries.len()];
+        let scored = self.scored(query, None);
+        let best = scored.scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)));
+        let confidence = best.map_or(0.0, |(i, _)| scored.confidence(i));
+        (scored.scores, confidence)
+    }
+
+    /// The query scored against every entry (from the best `docs` documents of each kind, or
+    /// all), keeping its analysis so that the confidence of any entry can be read: hybrid
+    /// ranking may put first an entry that full-text did not.
+    pub fn scored(&self, query: &str, docs: Option<usize>) -> Scored<'_> {
         let query = self.analyse(query);
-        if query.rank.is_empty() {
-            return (all, 0.0);
+        let mut scores = vec![0.0; self.entries.len()];
+        if !query.rank.is_empty() {
+            for (entry, score) in self.entry_scores(&query, docs) {
+                scores[entry] = score;
+            }
         }
-        for (entry, score) in self.entry_scores(&query, None) {
-            all[entry] = score;
-        }
-        let best = all.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)));
-        let confidence = match best {
-            Some((i, s)) => self.confidence(&query, i, *s),
-            None => 0.0,
-        };
-        (all, confidence)
+        Scored { index: self, query, scores }
+    }
+}
+
+/// One query's full-text scores over every entry; see [`KnowledgeIndex::scored`].
+pub struct Scored<'a> {
+    index: &'a KnowledgeIndex,
+    query: Analysed,
+    /// Score per entry position, 0 where nothing matched.
+    pub scores: Vec<f32>,
+}
+
+impl Scored<'_> {
+    /// The full-text confidence that entry `entry` answers the query (0 for no match).
+    pub fn confidence(&self, entry: usize) -> f32 {
+        self.scores.get(entry).map_or(0.0, |s| self.index.confidence(&self.query, entry, *s))
     }
 }
 

@@ -11,7 +11,7 @@ mod index;
 pub mod run;
 pub mod train;
 
-pub use index::{Hit, KnowledgeIndex, STEMMED_LANGUAGES};
+pub use index::{Hit, KnowledgeIndex, STEMMED_LANGUAGES, Scored};
 
 pub use crate::store::KnowledgeEntry;
 

@@ -134,7 +134,7 @@ pub fn chat_endpoint(provider: Provider, model_url: &str, token: &str) -> Result
 
 /// Azure OpenAI, by its hosts or, behind a gateway or proxy, by its deployment paths and
 /// `api-version` query.
-fn is_azure(url: &Url) -> bool {
+pub(crate) fn is_azure(url: &Url) -> bool {
     let host = url.host_str().unwrap_or("").to_ascii_lowercase();
     host.ends_with(".openai.azure.com")
         || host.ends_with(".cognitiveservices.azure.com")

@@ -3,6 +3,7 @@
 
 mod catalog_fake;
 mod chatwoot_fake;
+mod embeddings_fake;
 mod graphql_fake;
 mod model_fake;
 mod support;
@@ -16,9 +17,11 @@ mod catalog_client;
 mod chat;
 mod chatwoot_client;
 mod cli;
+mod embeddings_client;
 mod handoff;
 mod model;
 mod origins;
+mod semantic;
 mod shutdown;
 mod store;
 mod tasks;

