@@ -105,15 +105,8 @@ fn delimit(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn entry(id: &str, q: &str, a: &str) -> KnowledgeEntry {
-        KnowledgeEntry {
-            id: id.into(),
-            question: q.into(),
-            answer: a.into(),
-            variants: Vec::new(),
-            category: None,
-            url: None,
-        }
+    fn entry(id: &str, question: &str, answer: &str) -> KnowledgeEntry {
+        KnowledgeEntry::new(id, question, answer)
     }
 
     fn message(seq: i64, role: Role, text: &str) -> Message {

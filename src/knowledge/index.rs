@@ -694,14 +694,7 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, question: &str, answer: &str) -> KnowledgeEntry {
-        KnowledgeEntry {
-            id: id.into(),
-            question: question.into(),
-            answer: answer.into(),
-            variants: Vec::new(),
-            category: None,
-            url: None,
-        }
+        KnowledgeEntry::new(id, question, answer)
     }
 
     fn best(index: &KnowledgeIndex, query: &str) -> Option<(String, f32)> {

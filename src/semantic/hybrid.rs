@@ -21,13 +21,15 @@ pub struct Fusion {
     /// evidence is the larger of the two): answers are longer and say more, but a visitor
     /// asks a question.
     pub answer_weight: f32,
-    /// The confidence is `1 / (1 + e^-(C·cosine + T·text_confidence + B))` of the best
+    /// `C` of the confidence, `1 / (1 + e^-(C·cosine + T·text_confidence + B))` of the best
     /// entry, where `cosine` is its vector evidence and `text_confidence` its full-text
     /// confidence: a logistic regression of in-scope against out-of-scope questions on
     /// `clinc-oos-dev.json`, its bias shifted so that the shipped threshold (0.87) stays the
     /// balanced choice.
     pub confidence_cosine: f32,
+    /// `T` above.
     pub confidence_text: f32,
+    /// `B` above.
     pub confidence_bias: f32,
 }
 
@@ -138,5 +140,37 @@ mod tests {
         );
         assert!(f.confidence(0.9, 0.9) > f.confidence(0.3, 0.9) && f.confidence(0.9, 0.9) > f.confidence(0.9, 0.1));
         assert_eq!(best(&[]), None);
+    }
+
+    #[test]
+    fn search_ranks_by_the_fused_score_and_falls_back_to_full_text_without_a_vector() {
+        use crate::knowledge::KnowledgeEntry;
+        use crate::semantic::vectors::{Field, Quantized};
+        let entry = KnowledgeEntry::new;
+        let index = KnowledgeIndex::build(
+            vec![
+                entry("eta", "How long does delivery take?", "Two to four working days."),
+                entry("pay", "Which payment methods do you accept?", "Cards and PayPal."),
+                entry("parcel", "My parcel arrived damaged", "Send us a photo."),
+            ],
+            "en",
+        )
+        .unwrap();
+        let mut vectors = VectorIndex::new(3, 3);
+        for (i, v) in [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]].iter().enumerate() {
+            vectors.push(i, Field::Phrasing, &Quantized::new(v).unwrap());
+        }
+        let f = Fusion::SHIPPED;
+        // The words match the parcel entry; the meaning (the vector) the delivery one.
+        let question = "when will my parcel arrive";
+        let hits = f.search(&index, &vectors, question, &[0.95, 0.0, 0.3], 3);
+        assert_eq!(hits.iter().map(|h| h.entry).collect::<Vec<_>>(), [0, 2, 1]);
+        assert!(hits[0].confidence > hits[2].confidence);
+        assert_eq!(f.search(&index, &vectors, question, &[0.95, 0.0, 0.3], 1).len(), 1);
+        let text_only = index.search(question, 3);
+        assert_eq!(text_only[0].entry, 2);
+        assert_eq!(f.search(&index, &vectors, question, &[1.0, 0.0], 3), text_only, "a vector of another size");
+        let other = VectorIndex::new(3, 2);
+        assert_eq!(f.search(&index, &other, question, &[1.0, 0.0, 0.0], 3), text_only, "vectors of other knowledge");
     }
 }

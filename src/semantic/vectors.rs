@@ -79,20 +79,6 @@ impl Quantized {
     }
 }
 
-/// Integer dot product, in blocks of 32 with independent sums so that it vectorises.
-#[inline]
-fn dot(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = [0i32; 32];
-    let (ac, bc) = (a.chunks_exact(32), b.chunks_exact(32));
-    let tail: i32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| i32::from(*x) * i32::from(*y)).sum();
-    for (x, y) in ac.zip(bc) {
-        for k in 0..32 {
-            acc[k] += i32::from(x[k]) * i32::from(y[k]);
-        }
-    }
-    acc.iter().sum::<i32>() + tail
-}
-
 /// Per entry, the best cosine among its phrasings and its answer's cosine (−1 where it has
 /// none), for one query.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,8 +152,10 @@ impl VectorIndex {
     pub fn similarities(&self, query: &[f32]) -> Option<Similarities> {
         let q = Quantized::new(query).filter(|q| q.dim() == self.dim)?;
         let mut out = Similarities { phrasing: vec![-1.0; self.entries], answer: vec![-1.0; self.entries] };
-        for (row, values) in self.rows.iter().zip(self.values.chunks_exact(self.dim)) {
-            let cos = dot(values, &q.values) as f32 * row.scale * q.scale;
+        let mut dots = vec![0i32; self.rows.len()];
+        aia_embed::dot_rows_i8(&self.values, &q.values, &mut dots);
+        for (row, dot) in self.rows.iter().zip(&dots) {
+            let cos = *dot as f32 * row.scale * q.scale;
             let slot = match row.field {
                 Field::Phrasing => &mut out.phrasing[row.entry as usize],
                 Field::Answer => &mut out.answer[row.entry as usize],

@@ -74,6 +74,20 @@ pub struct KnowledgeEntry {
     pub url: Option<String>,
 }
 
+impl KnowledgeEntry {
+    /// An entry with a question and an answer only (no variants, category or page).
+    pub fn new(id: &str, question: &str, answer: &str) -> KnowledgeEntry {
+        KnowledgeEntry {
+            id: id.into(),
+            question: question.into(),
+            answer: answer.into(),
+            variants: Vec::new(),
+            category: None,
+            url: None,
+        }
+    }
+}
+
 /// What a knowledge replacement changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KnowledgeWrite {

@@ -227,6 +227,36 @@ fn attend_impl(qkv: &[f32], bias: &[f32], heads: usize, out: &mut [f32]) {
 
 avx2_dispatch!(fn attend(qkv: &[f32], bias: &[f32], heads: usize, out: &mut [f32]) => attend_impl);
 
+/// Dot products of `query` with each `query.len()`-long row of `rows`, in signed bytes with
+/// 32-bit sums (16 independent lanes, so that it vectorises).
+#[inline(always)]
+fn dot_rows_i8_impl(rows: &[i8], query: &[i8], out: &mut [i32]) {
+    let dim = query.len();
+    for (row, o) in rows.chunks_exact(dim).zip(out.iter_mut()) {
+        let mut acc = [0i32; 16];
+        let (rc, qc) = (row.chunks_exact(16), query.chunks_exact(16));
+        let tail: i32 = rc.remainder().iter().zip(qc.remainder()).map(|(a, b)| i32::from(*a) * i32::from(*b)).sum();
+        for (r, q) in rc.zip(qc) {
+            for k in 0..16 {
+                acc[k] += i32::from(r[k]) * i32::from(q[k]);
+            }
+        }
+        *o = acc.iter().sum::<i32>() + tail;
+    }
+}
+
+avx2_dispatch!(fn dot_rows_i8_dispatch(rows: &[i8], query: &[i8], out: &mut [i32]) => dot_rows_i8_impl);
+
+/// Dot products of `query` with each row of `rows` (row-major, `query.len()` per row) into
+/// `out` (one per row): the exhaustive search over int8 vectors.
+pub(crate) fn dot_rows_i8(rows: &[i8], query: &[i8], out: &mut [i32]) {
+    if query.is_empty() {
+        out.fill(0);
+        return;
+    }
+    dot_rows_i8_dispatch(rows, query, out)
+}
+
 /// Word + position(+type 0) embedding rows for packed tokens, then LayerNorm.
 #[inline(always)]
 fn embed_rows_impl(tables: &EmbeddingTables<'_>, ids: &[u32], positions: &[u32], out: &mut [f32]) {
@@ -543,44 +573,6 @@ mod tests {
                 x.apply_op1_no_bwd(&PackedMatmul(&packed)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             for (a, b) in want.iter().zip(&got) {
                 assert!((a - b).abs() < 1e-3 * (1.0 + a.abs()), "{m}x{k}x{n}: {a} vs {b}");
-            }
-        }
-    }
-
-    /// Timing comparison, not a check: `cargo test --release -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn packed_matmul_speed_vs_candle() {
-        use candle_core::{Device, Tensor};
-        use std::time::Instant;
-        for m in [11, 32, 64, 256, 1024, 2048] {
-            for (k, n) in [(384, 1152), (384, 384), (384, 1536), (1536, 384)] {
-                let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
-                let w = Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap();
-                let wkn = w.t().unwrap().contiguous().unwrap();
-                let packed = PackedWeight::new(&w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), n, k);
-                let reps = (400_000_000 / (m * k * n)).clamp(2, 200);
-                let mut best = [f64::MAX; 3];
-                for _ in 0..5 {
-                    let runs: [&dyn Fn() -> Tensor; 3] =
-                        [&|| x.matmul(&wkn).unwrap(), &|| x.matmul(&w.t().unwrap()).unwrap(), &|| {
-                            x.apply_op1_no_bwd(&PackedMatmul(&packed)).unwrap()
-                        }];
-                    for (b, f) in best.iter_mut().zip(runs) {
-                        let t = Instant::now();
-                        for _ in 0..reps {
-                            std::hint::black_box(f());
-                        }
-                        *b = b.min(t.elapsed().as_secs_f64() / reps as f64);
-                    }
-                }
-                let gf = |t: f64| 2.0 * (m * k * n) as f64 / t / 1e9;
-                println!(
-                    "m={m:5} k={k:5} n={n:5}: candle (k,n) {:5.1} GF/s | candle t-view {:5.1} | packed {:5.1}",
-                    gf(best[0]),
-                    gf(best[1]),
-                    gf(best[2])
-                );
             }
         }
     }
