@@ -43,6 +43,8 @@ pub struct ClientRuntime {
 pub struct Semantic {
     pub vectors: VectorIndex,
     pub embedder: Arc<dyn Embedder>,
+    /// Texts embedded to build it (the rest were stored already): 0 after a restart.
+    pub embedded: usize,
     /// When a question last failed to embed.
     failed_at: Mutex<Option<std::time::Instant>>,
 }
@@ -295,7 +297,12 @@ async fn vectorize(
                     "knowledge vectors ready; retrieval is hybrid"
                 );
                 if let Some(slot) = slot.upgrade() {
-                    let _ = slot.set(Semantic { vectors: synced.index, embedder, failed_at: Mutex::new(None) });
+                    let _ = slot.set(Semantic {
+                        vectors: synced.index,
+                        embedder,
+                        embedded: synced.embedded,
+                        failed_at: Mutex::new(None),
+                    });
                 }
                 return;
             }

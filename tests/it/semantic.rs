@@ -98,6 +98,8 @@ async fn a_server_with_the_local_model_answers_a_paraphrase_full_text_cannot() {
     let app = TestApp::spawn_with(|s| s.embedding_model = Some(model.clone())).await;
     let demo = || app.state.registry.get("demo").unwrap();
     wait_until("the demo's vectors are ready", Duration::from_secs(60), || demo().semantic_ready()).await;
+    let entries = demo().knowledge.entries().len();
+    assert!(demo().semantic.get().unwrap().embedded >= 2 * entries, "questions and answers embedded");
     let (mut ws, _) = app.visitor(None).await;
     let (_, answer) = ws.ask("q1", question).await;
     assert_eq!(answer["entryId"], "shipping-time", "{answer}");
@@ -109,6 +111,7 @@ async fn a_server_with_the_local_model_answers_a_paraphrase_full_text_cannot() {
     let again = TestApp::spawn_in(dir, |s| s.embedding_model = Some(model.clone())).await;
     let demo = || again.state.registry.get("demo").unwrap();
     wait_until("the vectors are loaded", Duration::from_secs(30), || demo().semantic_ready()).await;
+    assert_eq!(demo().semantic.get().unwrap().embedded, 0);
     count_run("EMBEDDING_TESTS_RUN", 1);
 }
 
@@ -157,7 +160,16 @@ async fn endpoint_vectors_are_embedded_once_and_only_for_changed_texts() {
     assert_eq!(answer["source"], "knowledge", "{answer}");
     assert_eq!(fake.inputs_embedded(), before + 1);
 
+    // Restarted on the same data, the stored vectors are loaded: nothing is embedded again.
+    drop(ws);
+    let embedded = fake.inputs_embedded();
+    let app = TestApp::spawn_in(app.stop().await, |_| {}).await;
+    let client = || app.state.registry.get("demo").unwrap();
+    wait_until("the stored vectors are loaded", Duration::from_secs(10), || client().semantic_ready()).await;
+    assert_eq!(fake.inputs_embedded(), embedded, "a restart embeds nothing");
+
     // The endpoint dies: visitors still get full-text answers, and the server keeps serving.
+    let (mut ws, _) = app.visitor(None).await;
     fake.fail_next(1000, Failure::status(500));
     let (_, answer) = ws.ask("q2", "which payment methods do you accept").await;
     assert_eq!(answer["source"], "knowledge", "{answer}");
