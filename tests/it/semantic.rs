@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::embeddings_fake::{Failure, FakeEmbeddings};
-use crate::support::{TestApp, cli, count_run, loud_skip};
+use crate::support::{TestApp, count_run, loud_skip};
 
 /// The test model's directory, or a loud skip.
 fn model_dir() -> Option<PathBuf> {
@@ -45,7 +45,13 @@ fn dev_file(name: &str) -> Option<PathBuf> {
 }
 
 fn eval(dir: &std::path::Path, args: &[&str]) -> Value {
-    let out = cli(dir, &[&["eval", "--json"], args].concat());
+    // One core: the other tests run meanwhile, and some wait on frames with a deadline.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args([&["eval", "--json"], args].concat())
+        .env("AIA_DATA_DIR", dir)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "eval: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
