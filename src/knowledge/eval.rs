@@ -31,6 +31,11 @@ pub struct Report {
     pub auroc: Option<f64>,
 }
 
+/// Position of the highest score, the first among equals (`None` for no scores).
+pub fn best(scores: &[f32]) -> Option<usize> {
+    scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i)
+}
+
 /// 1 + the number of other FAQs whose score is >= the gold FAQ's.
 pub fn rank(scores: &[f32], gold: usize) -> usize {
     let g = scores[gold];

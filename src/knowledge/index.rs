@@ -654,8 +654,7 @@ impl KnowledgeIndex {
     /// what `eval` ranks with.
     pub fn score_all(&self, query: &str) -> (Vec<f32>, f32) {
         let scored = self.scored(query, None);
-        let best = scored.scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)));
-        let confidence = best.map_or(0.0, |(i, _)| scored.confidence(i));
+        let confidence = super::eval::best(&scored.scores).map_or(0.0, |i| scored.confidence(i));
         (scored.scores, confidence)
     }
 

@@ -5,6 +5,7 @@
 //! development files (BENCHMARKS.md, `aia-bench hybrid-tune`).
 
 use super::vectors::{Similarities, VectorIndex};
+use crate::knowledge::eval::best;
 use crate::knowledge::{Hit, KnowledgeIndex, Scored};
 
 /// Documents of each kind full-text considers per query at run time (`eval` scores all):
@@ -115,11 +116,6 @@ impl Fusion {
             })
             .collect()
     }
-}
-
-/// Position of the highest score (the first among equals).
-fn best(scores: &[f32]) -> Option<usize> {
-    scores.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i)
 }
 
 #[cfg(test)]

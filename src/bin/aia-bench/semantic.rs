@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use aia_chat::knowledge::eval::{Judged, auroc, rank, report};
+use aia_chat::knowledge::eval::{Judged, auroc, best, rank, report};
 use aia_chat::knowledge::{KnowledgeEntry, KnowledgeIndex, dataset::Dataset};
 use aia_chat::semantic::hybrid::Fusion;
 use aia_chat::semantic::local::candle::{self as candle_core, Device, Tensor};
@@ -289,7 +289,7 @@ pub async fn tune(args: TuneArgs) -> Result<()> {
         .iter()
         .map(|(gold, text, conf, sims)| {
             let fused = chosen.fuse(text, sims);
-            let best = (0..fused.len()).max_by(|a, b| fused[*a].total_cmp(&fused[*b]).then(b.cmp(a))).unwrap_or(0);
+            let best = best(&fused).unwrap_or(0);
             (chosen.semantic(sims, best), conf[best], gold.is_some())
         })
         .collect();
@@ -316,7 +316,7 @@ pub async fn tune(args: TuneArgs) -> Result<()> {
             .iter()
             .map(|(gold, text, conf, sims)| {
                 let fused = f.fuse(text, sims);
-                let best = (0..fused.len()).max_by(|a, b| fused[*a].total_cmp(&fused[*b]).then(b.cmp(a))).unwrap_or(0);
+                let best = best(&fused).unwrap_or(0);
                 (f.confidence(f.semantic(sims, best), conf[best]), gold.is_some(), *gold == Some(best))
             })
             .collect()
