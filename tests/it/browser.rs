@@ -32,7 +32,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The demo client's button color `#1a73e8` as browsers compute it.
 const DEMO_BLUE: &str = "rgb(26, 115, 232)";
 /// The longest any one wait may take.
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
 /// A bound on the whole run, so a stuck browser fails the test instead of hanging it.
 const RUN_LIMIT: Duration = Duration::from_secs(240);

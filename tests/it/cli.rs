@@ -150,17 +150,22 @@ async fn ask_prints_the_reply_and_refusals() {
     let (base, session) = (app.base.clone(), token.clone());
     let listen = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-            .args(["ask", "--url", &base, "--session", &session, "--listen", "3", "Are returns free?"])
+            .args(["ask", "--url", &base, "--session", &session, "--listen", "8", "Are returns free?"])
             .output()
             .unwrap()
     });
-    let (mut tab, welcome) = app.visitor(Some(&token)).await;
-    // Wait until the listener's own question is answered (before this tab joined, under load:
-    // then it is in the welcome's history), then speak from the other tab.
+    // Wait until the listener's own question is answered (its process may start slowly under
+    // load), as another tab of the session sees it in its history, then speak from that tab.
     let answered = |m: &serde_json::Value| m["entryId"] == "returns-cost";
-    if !welcome["history"].as_array().unwrap().iter().any(answered) {
-        while !answered(&tab.next_of("message").await["message"]) {}
-    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut tab = loop {
+        let (tab, welcome) = app.visitor(Some(&token)).await;
+        if welcome["history"].as_array().unwrap().iter().any(answered) {
+            break tab;
+        }
+        assert!(std::time::Instant::now() < deadline, "the listener's question was not answered within 60 s");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     tab.send(json!({"type": "message", "id": "other-tab", "text": "What warranty do your products have?"})).await;
     let out = listen.await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

@@ -93,16 +93,16 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
-    /// `aia-chat client set UID PAIRS…`, then waits (up to 5 s) until the running server has
+    /// `aia-chat client set UID PAIRS…`, then waits (up to 20 s) until the running server has
     /// loaded the change.
     pub async fn set_client(&self, uid: &str, pairs: &[&str]) {
         let version = || self.state.registry.get(uid).map(|c| c.row.settings_version);
         let before = version();
         let out = self.cli(&[&["client", "set", uid], pairs].concat());
         assert!(out.status.success(), "client set: {}", String::from_utf8_lossy(&out.stderr));
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while version() == before {
-            assert!(std::time::Instant::now() < deadline, "the server did not load the change within 5 s");
+            assert!(std::time::Instant::now() < deadline, "the server did not load the change within 20 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -212,7 +212,7 @@ pub async fn connect_ws_with(url: &str, origin: Option<&str>, headers: &[(&str, 
 }
 
 /// The default wait for a frame.
-pub const WAIT: Duration = Duration::from_secs(5);
+pub const WAIT: Duration = Duration::from_secs(20);
 
 impl Ws {
     /// Sends a frame after checking it against the schema.
@@ -229,7 +229,7 @@ impl Ws {
     /// The next text frame (validated), or `None` when the socket closed.
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.stream.next()).await.expect("a frame within 5 s")?;
+            let msg = tokio::time::timeout(WAIT, self.stream.next()).await.expect("a frame within 20 s")?;
             match msg {
                 Ok(Message::Text(t)) => {
                     let v: Value = serde_json::from_str(&t).unwrap();
@@ -255,7 +255,7 @@ impl Ws {
     /// The close frame's code, skipping text frames.
     pub async fn close_code(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(WAIT, self.stream.next()).await.expect("close within 5 s") {
+            match tokio::time::timeout(WAIT, self.stream.next()).await.expect("close within 20 s") {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 _ => return None,
