@@ -51,6 +51,8 @@ pub struct StateInner {
     pub operator_discovery: crate::operator::relay::Discovery,
     /// The HTTP client for every Chatwoot (one connection pool).
     pub operator_http: reqwest::Client,
+    /// Wrong admin passwords per account and address.
+    pub login_throttle: crate::admin::LoginThrottle,
     /// The HTTP client for every task board.
     pub tasks_http: reqwest::Client,
     /// Wakes the task worker when a task is queued.
@@ -116,6 +118,21 @@ impl App {
         if settings.demo {
             demo::ensure(store.as_ref(), &keys, settings.public_url.as_ref()).await?;
         }
+        let password = settings.admin_password.as_ref().map(|p| p.0.as_str());
+        match crate::admin::accounts::ensure_first(store.as_ref(), &settings.store.data_dir, password).await? {
+            crate::admin::accounts::FirstAdmin::Exists => {}
+            crate::admin::accounts::FirstAdmin::FromEnvironment => {
+                tracing::info!(
+                    username = crate::admin::accounts::FIRST_ADMIN,
+                    "first admin created with AIA_ADMIN_PASSWORD"
+                )
+            }
+            crate::admin::accounts::FirstAdmin::Generated(path) => tracing::info!(
+                username = crate::admin::accounts::FIRST_ADMIN,
+                password_file = %path.display(),
+                "first admin created; its password is in the file (readable by this user only)"
+            ),
+        }
         let local = match &settings.embedding_model {
             Some(dir) => {
                 let loaded = std::time::Instant::now();
@@ -153,6 +170,7 @@ impl App {
                 catalog_timings: Default::default(),
                 catalog_http: crate::catalog::search::Catalog::http_client(settings.store.upstream),
                 model_breakers: Default::default(),
+                login_throttle: Default::default(),
                 usage_meter: Default::default(),
                 limits: Limits::new(settings.limits),
                 settings,

@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// `Authorization: Bearer …`); without it those endpoints are closed.
     #[arg(long, env = "AIA_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The first admin's password, used once: on a start that finds no admin account. Without
+    /// it a generated one is written to `DATA_DIR/initial-admin-password` (mode 0600).
+    #[arg(long, env = "AIA_ADMIN_PASSWORD", value_name = "PASSWORD", hide = true, hide_env_values = true)]
+    pub admin_password: Option<String>,
     /// A sentence-embedding model directory (BERT family as sentence-transformers saves it:
     /// `config.json`, `tokenizer.json`, `model.safetensors`, `1_Pooling/`), run in-process for
     /// every client without an `embedding_url`: retrieval becomes hybrid (full-text + vectors).
@@ -176,6 +180,18 @@ pub struct Settings {
     pub schedule_interval: Duration,
     /// The in-process sentence-embedding model's directory, if any.
     pub embedding_model: Option<PathBuf>,
+    /// `AIA_ADMIN_PASSWORD`, for the first admin account.
+    pub admin_password: Option<Password>,
+}
+
+/// A password from the environment: never printed.
+#[derive(Clone)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password([redacted])")
+    }
 }
 
 impl StoreArgs {
@@ -240,6 +256,7 @@ impl ServeArgs {
             reload_interval: Duration::from_millis(500),
             schedule_interval: Duration::from_secs(30),
             embedding_model: self.embedding_model.clone().or(file.embedding_model),
+            admin_password: self.admin_password.clone().filter(|p| !p.is_empty()).map(Password),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! aia-chat: a self-hosted AI chat assistant for websites.
 //!
 //! Layout (one module, one job):
+//! - [`admin`]: admin accounts of the panel: passwords, sign-in throttling, roles.
 //! - [`config`]: server settings from flags, `AIA_…` environment and a TOML file.
 //! - [`clients`]: a client's settings table, validation, origins, secrets at rest.
 //! - [`store`]: persistence behind one trait (SQLite or PostgreSQL).
@@ -19,6 +20,7 @@
 //! - [`app`]: start-up, serving and draining; [`cli`]: the `aia-chat` commands.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod assistant;
 pub mod catalog;

@@ -1,6 +1,7 @@
-//! The `aia-chat` command line: `serve`, `client …` and `ask`. Every flag can also come from
+//! The `aia-chat` command line: `serve`, `client …`, `admin …` and `ask`. Every flag can also come from
 //! an `AIA_…` environment variable and the TOML file given with `--config`.
 
+mod admin;
 mod ask;
 mod client;
 mod eval;
@@ -31,6 +32,13 @@ enum Command {
         store: StoreArgs,
         #[command(subcommand)]
         command: client::ClientCommand,
+    },
+    /// Manage the admin panel's accounts (server admins and client admins).
+    Admin {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Ask a question over the WebSocket exactly as the widget does, and print the reply.
     Ask(ask::AskArgs),
@@ -64,6 +72,7 @@ pub fn main() -> ExitCode {
                 serve(args).await.map(|_| ExitCode::SUCCESS)
             }
             Command::Client { store, command } => client::run(&store, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Admin { store, command } => admin::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Ask(args) => Ok(ask::run(args).await),
             Command::Knowledge { store, command } => knowledge::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Train(args) => train::run(args).await.map(|_| ExitCode::SUCCESS),

@@ -43,6 +43,24 @@ pub enum Kind {
     SecretHeaders,
 }
 
+impl Kind {
+    /// The admin panel's control for the kind (also the admin API's `type`).
+    pub fn control(self) -> &'static str {
+        match self {
+            Kind::Color => "color",
+            Kind::Select(_) => "select",
+            Kind::Suggested { .. } => "suggested",
+            Kind::UpstreamUrl | Kind::UpstreamSocketUrl | Kind::PublicUrl | Kind::TrelloBoard => "url",
+            Kind::DomainList | Kind::IdList => "list",
+            Kind::Text { .. } | Kind::Interval | Kind::FieldMapping | Kind::ProductFields => "text",
+            Kind::Multiline { .. } => "textarea",
+            Kind::Int { .. } => "number",
+            Kind::Secret => "password",
+            Kind::SecretHeaders => "secret-headers",
+        }
+    }
+}
+
 /// The admin panel's groups, in the product's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Group {
@@ -55,12 +73,28 @@ pub enum Group {
 }
 
 impl Group {
+    /// Every group, in the product's order.
+    pub const ALL: [Group; 6] =
+        [Group::General, Group::Model, Group::Training, Group::Operator, Group::Tasks, Group::Catalog];
+
+    /// The group's stable id in the admin API and URLs.
+    pub fn id(self) -> &'static str {
+        match self {
+            Group::General => "general",
+            Group::Model => "model",
+            Group::Training => "knowledge",
+            Group::Operator => "operator",
+            Group::Tasks => "tasks",
+            Group::Catalog => "catalog",
+        }
+    }
+
     /// Display name of the group.
     pub fn label(self) -> &'static str {
         match self {
             Group::General => "General",
             Group::Model => "AI model",
-            Group::Training => "Training data",
+            Group::Training => "Knowledge (training and embeddings)",
             Group::Operator => "Operator (Chatwoot)",
             Group::Tasks => "Tasks (Trello)",
             Group::Catalog => "Products (catalog)",

@@ -70,3 +70,35 @@ impl IntoResponse for ApiError {
         (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
     }
 }
+
+/// A JSON body whose refusal is an [`ApiError`] like every other error (axum's own answers
+/// in plain text).
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "json_required",
+                "Send the body as JSON (Content-Type: application/json).",
+            )),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", e.body_text()))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text()))
+            }
+            Err(e) => Err(ApiError::new(e.status(), "unreadable_body", e.body_text())),
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! HTTP: the one place that lists every route, plus request helpers shared by handlers
 //! (which client a request is for, whether its origin may use it, the peer's address).
 
+mod admin;
 mod error;
 mod pages;
 mod public;
@@ -16,7 +17,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 
-pub use error::ApiError;
+pub use error::{ApiError, JsonBody};
 
 use crate::app::AppState;
 use crate::registry::ClientRuntime;
@@ -32,6 +33,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/data/ai_chat_bot", get(public::config).options(public::preflight))
         .route("/ws", get(socket::upgrade))
         .route("/api/webhook", post(webhook::any_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
+        .route("/api/admin/openapi.json", get(admin::openapi::document))
+        .route("/api/admin/login", post(admin::login))
+        .route("/api/admin/logout", post(admin::logout))
+        .route("/api/admin/session", get(admin::session))
+        .route("/api/admin/clients", get(admin::clients::list).post(admin::clients::create))
+        .route(
+            "/api/admin/clients/{uid}",
+            get(admin::clients::show).patch(admin::clients::update).delete(admin::clients::delete),
+        )
         .route("/api/tasks/lists", get(tasks::lists))
         .route("/api/metrics/catalog", get(catalog_metrics))
         .route("/api/webhook/{uid}", post(webhook::one_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))

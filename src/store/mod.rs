@@ -305,6 +305,66 @@ pub struct OutboxItem {
     pub dead_at: Option<i64>,
 }
 
+/// What an admin account may manage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    /// Every client, and the admin accounts.
+    Server,
+    /// Only the clients granted to the account (a shop owner at an agency).
+    Client,
+}
+
+impl AdminRole {
+    /// The stable text stored in the database and sent by the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Server => "server",
+            AdminRole::Client => "client",
+        }
+    }
+
+    /// Reads the stored text; anything unknown gets the smaller role.
+    pub fn parse(s: &str) -> AdminRole {
+        match s {
+            "server" => AdminRole::Server,
+            _ => AdminRole::Client,
+        }
+    }
+}
+
+/// An admin account as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminRow {
+    pub id: i64,
+    /// Lower-case, unique.
+    pub username: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    pub role: AdminRole,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AdminRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminRow")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in admin browser, found by the hash of its cookie's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSessionRow {
+    pub admin: AdminRow,
+    /// The token every state-changing request of the session repeats.
+    pub csrf: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -649,6 +709,43 @@ pub trait Store: Send + Sync + 'static {
     /// Records a webhook delivery id; `false` when it was seen within the last day (a repeat).
     async fn webhook_delivery_first(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
     /// Cheap round trip for readiness checks.
+    /// How many admin accounts exist (none: the first start creates one).
+    async fn admin_count(&self) -> StoreResult<i64>;
+    /// Adds an account; `Conflict` when the username is taken.
+    async fn admin_create(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: AdminRole,
+        now: i64,
+    ) -> StoreResult<AdminRow>;
+    /// The account of a (lower-case) username.
+    async fn admin_by_name(&self, username: &str) -> StoreResult<Option<AdminRow>>;
+    /// Every account, by username.
+    async fn admin_list(&self) -> StoreResult<Vec<AdminRow>>;
+    /// Removes an account and its sessions; false if there was none.
+    async fn admin_delete(&self, id: i64) -> StoreResult<bool>;
+    /// Replaces the password hash and signs the account out everywhere.
+    async fn admin_set_password(&self, id: i64, password_hash: &str) -> StoreResult<()>;
+    /// The uids of the clients granted to an account.
+    async fn admin_grants(&self, admin_id: i64) -> StoreResult<Vec<String>>;
+    /// Grants (or, with `granted` false, revokes) a client to an account.
+    async fn admin_grant(&self, admin_id: i64, client_id: i64, granted: bool) -> StoreResult<()>;
+    /// Records a signed-in browser (expired ones are dropped on the way).
+    async fn admin_session_create(
+        &self,
+        token_hash: &str,
+        admin_id: i64,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// The unexpired session of a token hash, with its account.
+    async fn admin_session_get(&self, token_hash: &str, now: i64) -> StoreResult<Option<AdminSessionRow>>;
+    /// Signs a browser out.
+    async fn admin_session_delete(&self, token_hash: &str) -> StoreResult<()>;
+    /// Deletes a client with everything it owns; false if there was none.
+    async fn client_delete(&self, uid: &str) -> StoreResult<bool>;
     async fn ping(&self) -> StoreResult<()>;
 }
 

@@ -65,6 +65,7 @@ macro_rules! migrations {
                 "knowledge vectors",
                 include_str!(concat!("../../migrations/", $dialect, "/0011_knowledge_vectors.sql")),
             ),
+            (12, "admins", include_str!(concat!("../../migrations/", $dialect, "/0012_admins.sql"))),
         ]
     };
 }
@@ -457,6 +458,33 @@ where
         url: row.try_get(15)?,
         created_at: row.try_get(16)?,
         updated_at: row.try_get(17)?,
+    })
+}
+
+macro_rules! admin_columns {
+    () => {
+        admin_columns!("")
+    };
+    ($p:literal) => {
+        concat!($p, "id, ", $p, "username, ", $p, "password_hash, ", $p, "role, ", $p, "created_at")
+    };
+}
+
+/// An admin row whose columns start at `at`.
+fn admin_from<R>(row: &R, at: usize) -> Result<AdminRow, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let role: String = row.try_get(at + 3)?;
+    Ok(AdminRow {
+        id: row.try_get(at)?,
+        username: row.try_get(at + 1)?,
+        password_hash: row.try_get(at + 2)?,
+        role: AdminRole::parse(&role),
+        created_at: row.try_get(at + 4)?,
     })
 }
 
@@ -1266,6 +1294,143 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(inserted.rows_affected() == 1)
+            }
+
+            async fn admin_count(&self) -> StoreResult<i64> {
+                Ok(sqlx::query("SELECT COUNT(*) FROM admins").fetch_one(&self.pool).await?.try_get(0)?)
+            }
+
+            async fn admin_create(
+                &self,
+                username: &str,
+                password_hash: &str,
+                role: AdminRole,
+                now: i64,
+            ) -> StoreResult<AdminRow> {
+                let result = sqlx::query(concat!(
+                    "INSERT INTO admins (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+                    admin_columns!()
+                ))
+                .bind(username)
+                .bind(password_hash)
+                .bind(role.as_str())
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await;
+                match result {
+                    Ok(row) => Ok(admin_from(&row, 0)?),
+                    Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("admin {username}"))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn admin_by_name(&self, username: &str) -> StoreResult<Option<AdminRow>> {
+                let row = sqlx::query(concat!("SELECT ", admin_columns!(), " FROM admins WHERE username = $1"))
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.as_ref().map(|r| admin_from(r, 0)).transpose()?)
+            }
+
+            async fn admin_list(&self) -> StoreResult<Vec<AdminRow>> {
+                let rows = sqlx::query(concat!("SELECT ", admin_columns!(), " FROM admins ORDER BY username"))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.iter().map(|r| admin_from(r, 0)).collect::<Result<_, _>>()?)
+            }
+
+            async fn admin_delete(&self, id: i64) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM admins WHERE id = $1").bind(id).execute(&self.pool).await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn admin_set_password(&self, id: i64, password_hash: &str) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE admins SET password_hash = $1 WHERE id = $2")
+                    .bind(password_hash)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM admin_sessions WHERE admin_id = $1").bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn admin_grants(&self, admin_id: i64) -> StoreResult<Vec<String>> {
+                let rows = sqlx::query(
+                    "SELECT c.uid FROM admin_clients g JOIN clients c ON c.id = g.client_id \
+                     WHERE g.admin_id = $1 ORDER BY c.uid",
+                )
+                .bind(admin_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+            }
+
+            async fn admin_grant(&self, admin_id: i64, client_id: i64, granted: bool) -> StoreResult<()> {
+                let sql = if granted {
+                    "INSERT INTO admin_clients (admin_id, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                } else {
+                    "DELETE FROM admin_clients WHERE admin_id = $1 AND client_id = $2"
+                };
+                sqlx::query(sql).bind(admin_id).bind(client_id).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn admin_session_create(
+                &self,
+                token_hash: &str,
+                admin_id: i64,
+                csrf: &str,
+                now: i64,
+                expires_at: i64,
+            ) -> StoreResult<()> {
+                sqlx::query("DELETE FROM admin_sessions WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO admin_sessions (token_hash, admin_id, csrf, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(token_hash)
+                .bind(admin_id)
+                .bind(csrf)
+                .bind(now)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn admin_session_get(&self, token_hash: &str, now: i64) -> StoreResult<Option<AdminSessionRow>> {
+                let row = sqlx::query(concat!(
+                    "SELECT s.csrf, s.created_at, s.expires_at, ",
+                    admin_columns!("a."),
+                    " FROM admin_sessions s JOIN admins a ON a.id = s.admin_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2"
+                ))
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.reader)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(AdminSessionRow {
+                    csrf: row.try_get(0)?,
+                    created_at: row.try_get(1)?,
+                    expires_at: row.try_get(2)?,
+                    admin: admin_from(&row, 3)?,
+                }))
+            }
+
+            async fn admin_session_delete(&self, token_hash: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM admin_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn client_delete(&self, uid: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM clients WHERE uid = $1").bind(uid).execute(&self.pool).await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn ping(&self) -> StoreResult<()> {

@@ -9,6 +9,7 @@ mod model_fake;
 mod support;
 mod trello_fake;
 
+mod admin_api;
 mod bad_input;
 mod browser;
 mod cable;

@@ -64,7 +64,7 @@ async fn the_binary_drains_and_exits_cleanly_on_sigterm() {
 }
 
 /// Kills the server if the test fails before it exits by itself.
-struct KillOnDrop(Option<std::process::Child>);
+pub struct KillOnDrop(pub Option<std::process::Child>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use aia_chat::store::{
-    Attachment, Author, DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, NewTaskRecord, OperatorLink,
-    OutboxItem, ProductCard, Role, SettingWrite, Store, StoreError, TaskState, TokenUsage, utc_day,
+    AdminRole, Attachment, Author, DayUsage, HandoffState, Inserted, KnowledgeEntry, NewMessage, NewTaskRecord,
+    OperatorLink, OutboxItem, ProductCard, Role, SettingWrite, Store, StoreError, TaskState, TokenUsage, utc_day,
 };
 
 use crate::support::{count_run, loud_skip};
@@ -204,7 +204,44 @@ async fn conformance(store: Arc<dyn Store>) {
     operator_conformance(store.as_ref(), c.id, s1.id, s2.id).await;
     task_conformance(store.as_ref(), c.id, s1.id).await;
     vector_conformance(store.as_ref(), c.id).await;
+    admin_conformance(store.as_ref(), c.id).await;
     store.ping().await.unwrap();
+}
+
+/// Admin accounts: unique names, grants, sessions that expire and end with a new password,
+/// and a deleted client taking its grants with it.
+async fn admin_conformance(store: &dyn Store, client: i64) {
+    let before = store.admin_count().await.unwrap();
+    let a = store.admin_create("ops", "$argon2id$x", AdminRole::Server, 5).await.unwrap();
+    let b = store.admin_create("owner", "$argon2id$y", AdminRole::Client, 6).await.unwrap();
+    assert!(matches!(store.admin_create("ops", "h", AdminRole::Client, 7).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.admin_count().await.unwrap(), before + 2);
+    assert_eq!(store.admin_by_name("owner").await.unwrap(), Some(b.clone()));
+    assert_eq!(store.admin_by_name("nobody").await.unwrap(), None);
+    let other = store.client_create("admin-other", 1).await.unwrap();
+    store.admin_grant(b.id, client, true).await.unwrap();
+    store.admin_grant(b.id, client, true).await.unwrap();
+    store.admin_grant(b.id, other.id, true).await.unwrap();
+    assert_eq!(store.admin_grants(b.id).await.unwrap().len(), 2);
+    store.admin_grant(b.id, client, false).await.unwrap();
+    assert_eq!(store.admin_grants(b.id).await.unwrap(), ["admin-other"]);
+    assert!(store.client_delete("admin-other").await.unwrap());
+    assert!(!store.client_delete("admin-other").await.unwrap());
+    assert!(store.admin_grants(b.id).await.unwrap().is_empty(), "the grant went with the client");
+
+    store.admin_session_create("t1", a.id, "csrf1", 100, 200).await.unwrap();
+    store.admin_session_create("t2", b.id, "csrf2", 100, 10_000).await.unwrap();
+    let s = store.admin_session_get("t1", 150).await.unwrap().unwrap();
+    assert_eq!((s.admin.username.as_str(), s.csrf.as_str(), s.expires_at), ("ops", "csrf1", 200));
+    assert_eq!(store.admin_session_get("t1", 200).await.unwrap(), None, "expired");
+    store.admin_set_password(b.id, "$argon2id$z").await.unwrap();
+    assert_eq!(store.admin_session_get("t2", 150).await.unwrap(), None, "a new password signs out");
+    assert_eq!(store.admin_by_name("owner").await.unwrap().unwrap().password_hash, "$argon2id$z");
+    store.admin_session_create("t3", a.id, "csrf3", 300, 10_000).await.unwrap();
+    store.admin_session_delete("t3").await.unwrap();
+    assert_eq!(store.admin_session_get("t3", 301).await.unwrap(), None);
+    assert!(store.admin_delete(b.id).await.unwrap());
+    assert_eq!(store.admin_list().await.unwrap().iter().filter(|r| r.username == "owner").count(), 0);
 }
 
 /// Task records: one per marker, proposals, the due queue, attempts and outcomes, the cap.

@@ -27,6 +27,44 @@ pub struct TestApp {
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The password of every test server's first admin (`admin`).
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// A signed-in admin browser: its session cookie and CSRF token.
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    pub cookie: String,
+    pub csrf: String,
+    pub base: String,
+}
+
+impl AdminSession {
+    /// A request with the session cookie and, for anything but GET, the CSRF token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut req = http().request(method.clone(), format!("{}{path}", self.base)).header("cookie", &self.cookie);
+        if method != reqwest::Method::GET {
+            req = req.header("x-csrf-token", &self.csrf);
+        }
+        req
+    }
+
+    /// `GET` a JSON answer: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        json_of(self.request(reqwest::Method::GET, path).send().await.unwrap()).await
+    }
+
+    /// A JSON call with a body: (status, body).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        json_of(self.request(method, path).json(&body).send().await.unwrap()).await
+    }
+}
+
+/// A response's status and JSON body (`Null` when empty or not JSON).
+pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 /// Settings for a test server in `dir` (demo on, SQLite).
 pub fn test_settings(dir: &std::path::Path) -> Settings {
     let args = ServeArgs {
@@ -35,6 +73,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
         ..Default::default()
     };
     let mut s = args.settings().unwrap();
+    s.admin_password = Some(aia_chat::config::Password(ADMIN_PASSWORD.into()));
     s.reload_interval = Duration::from_millis(200);
     s.schedule_interval = Duration::from_millis(200);
     s.shutdown_grace = Duration::from_secs(5);
@@ -77,6 +116,26 @@ impl TestApp {
             tokio::time::timeout(Duration::from_secs(15), h).await.expect("server stops").unwrap().unwrap();
         }
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Signs in to the admin API; panics unless it succeeds.
+    pub async fn admin(&self, username: &str, password: &str) -> AdminSession {
+        let r = self.admin_login(username, password).send().await.unwrap();
+        assert_eq!(r.status(), 200, "sign-in as {username}");
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("a session cookie")
+            .to_string();
+        let body: Value = r.json().await.unwrap();
+        AdminSession { cookie, csrf: body["csrfToken"].as_str().unwrap().to_string(), base: self.base.clone() }
+    }
+
+    /// The sign-in request, to send as it is or to tweak.
+    pub fn admin_login(&self, username: &str, password: &str) -> reqwest::RequestBuilder {
+        http().post(format!("{}/api/admin/login", self.base)).json(&json!({"username": username, "password": password}))
     }
 
     /// The data directory path.

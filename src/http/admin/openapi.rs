@@ -1,0 +1,235 @@
+//! The admin API's OpenAPI 3.1 document, served at `/api/admin/openapi.json`. The settings'
+//! schema is generated from the settings table, so the document cannot drift from the code
+//! that validates a change; a test checks every documented route answers as documented.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::clients::settings::{Group, Kind, SETTINGS};
+
+/// `GET /api/admin/openapi.json`.
+pub async fn document() -> Response {
+    Json(spec()).into_response()
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn json_response(description: &str, schema: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+/// The document.
+pub fn spec() -> Value {
+    let uid_param = json!({
+        "name": "uid", "in": "path", "required": true,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        "description": "The client's public clientUid."
+    });
+    let session = json!([{"session": [], "csrf": []}]);
+    let reads = json!([{"session": []}]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "aia-chat admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Manage clients (websites) and their settings. Sign in with POST /api/admin/login; \
+                the session is an HttpOnly cookie, and every request that changes state repeats the session's \
+                CSRF token (from the login answer or GET /api/admin/session) in the X-CSRF-Token header. \
+                Secrets are write-only: answers say only whether one is set."
+        },
+        "paths": {
+            "/api/admin/login": {"post": {
+                "operationId": "login", "summary": "Sign in", "security": [],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Login"}}}},
+                "responses": {
+                    "200": json_response("Signed in; the session cookie is set.", "Session"),
+                    "400": error_response("The body is not JSON."),
+                    "401": error_response("Wrong username or password."),
+                    "403": error_response("A cross-site request."),
+                    "415": error_response("The body is not JSON."),
+                    "422": error_response("The body misses a field."),
+                    "429": error_response("Too many wrong passwords for this account from this address: wait Retry-After seconds.")
+                }
+            }},
+            "/api/admin/logout": {"post": {
+                "operationId": "logout", "summary": "Sign out", "security": session,
+                "responses": {
+                    "204": {"description": "Signed out; the cookie is cleared."},
+                    "401": error_response("Not signed in."),
+                    "403": error_response("No or a wrong CSRF token, or a cross-site request.")
+                }
+            }},
+            "/api/admin/session": {"get": {
+                "operationId": "session", "summary": "Who is signed in", "security": reads,
+                "responses": {
+                    "200": json_response("The signed-in account and its CSRF token.", "Session"),
+                    "401": error_response("Not signed in.")
+                }
+            }},
+            "/api/admin/clients": {
+                "get": {
+                    "operationId": "listClients", "summary": "The clients this account manages", "security": reads,
+                    "responses": {
+                        "200": json_response("The clients.", "ClientList"),
+                        "401": error_response("Not signed in.")
+                    }
+                },
+                "post": {
+                    "operationId": "createClient", "summary": "Add a client (server admins)", "security": session,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewClient"}}}},
+                    "responses": {
+                        "201": json_response("The new client.", "Client"),
+                        "400": error_response("The body is not JSON."),
+                        "401": error_response("Not signed in."),
+                        "403": error_response("Not a server admin, no or a wrong CSRF token, or a cross-site request."),
+                        "409": error_response("The uid is taken."),
+                        "415": error_response("The body is not JSON."),
+                        "422": error_response("An invalid uid.")
+                    }
+                }
+            },
+            "/api/admin/clients/{uid}": {
+                "parameters": [uid_param],
+                "get": {
+                    "operationId": "getClient", "summary": "A client's settings by group", "security": reads,
+                    "responses": {
+                        "200": json_response("The client.", "Client"),
+                        "401": error_response("Not signed in."),
+                        "404": error_response("No such client, or not one this account manages.")
+                    }
+                },
+                "patch": {
+                    "operationId": "updateClient", "summary": "Change settings", "security": session,
+                    "description": "The change is validated as a whole before anything is written; an error names the field.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ClientChange"}}}},
+                    "responses": {
+                        "200": json_response("The client after the change, with what changed.", "Client"),
+                        "400": error_response("The body is not JSON."),
+                        "401": error_response("Not signed in."),
+                        "403": error_response("No or a wrong CSRF token, or a cross-site request."),
+                        "404": error_response("No such client, or not one this account manages."),
+                        "415": error_response("The body is not JSON."),
+                        "422": error_response("An unknown setting or an invalid value (the message names it).")
+                    }
+                },
+                "delete": {
+                    "operationId": "deleteClient", "summary": "Delete a client and all it owns (server admins)", "security": session,
+                    "responses": {
+                        "204": {"description": "Deleted."},
+                        "401": error_response("Not signed in."),
+                        "403": error_response("Not a server admin, no or a wrong CSRF token, or a cross-site request."),
+                        "404": error_response("No such client.")
+                    }
+                }
+            },
+            "/api/admin/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document", "security": [],
+                "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}}
+            }}
+        },
+        "components": {
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": super::COOKIE},
+                "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"}
+            },
+            "schemas": schemas()
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let error = json!({
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "description": "Stable, machine-readable."},
+            "message": {"type": "string", "description": "What happened and what to change."}
+        }}}
+    });
+    let group_ids: Vec<&str> = Group::ALL.iter().map(|g| g.id()).collect();
+    let setting = json!({
+        "type": "object", "required": ["key", "type", "help"],
+        "properties": {
+            "key": {"type": "string"},
+            "type": {"type": "string", "enum": ["color", "select", "suggested", "url", "list", "text", "textarea", "number", "password", "secret-headers"]},
+            "help": {"type": "string"},
+            "value": {"type": "string", "description": "The effective value (plain settings only)."},
+            "default": {"type": "string"},
+            "isDefault": {"type": "boolean"},
+            "set": {"type": "boolean", "description": "Secrets only: whether one is stored. The value is never sent."},
+            "follows": {"type": "string", "description": "Secrets only: the URL setting whose host the secret is bound to."},
+            "options": {"type": "array", "items": {"type": "object", "required": ["value", "label"], "properties": {"value": {"type": "string"}, "label": {"type": "string"}}}},
+            "maxLength": {"type": "integer"}, "min": {"type": "integer"}, "max": {"type": "integer"}
+        }
+    });
+    let client = json!({
+        "type": "object",
+        "required": ["uid", "createdAt", "settingsVersion", "knowledgeEntries", "groups", "connectCode", "webhookUrl", "listsUrl"],
+        "properties": {
+            "uid": {"type": "string"},
+            "createdAt": {"type": "string", "format": "date-time"},
+            "settingsVersion": {"type": "integer"},
+            "knowledgeEntries": {"type": "integer", "minimum": 0},
+            "groups": {"type": "array", "items": {"type": "object", "required": ["id", "label", "settings"], "properties": {
+                "id": {"type": "string", "enum": group_ids}, "label": {"type": "string"},
+                "settings": {"type": "array", "items": {"$ref": "#/components/schemas/Setting"}}
+            }}},
+            "connectCode": {"type": "string", "description": "The JavaScript Connect Code to paste into the website."},
+            "webhookUrl": {"type": "string", "description": "The URL to paste into Chatwoot's webhook settings."},
+            "listsUrl": {"type": "string", "description": "The in-app lists test endpoint of the task board."},
+            "changes": {"type": "array", "items": {"type": "object", "required": ["key", "change"], "properties": {
+                "key": {"type": "string"},
+                "change": {"type": "string", "enum": ["set", "reset", "cleared_host_changed"]}
+            }}}
+        }
+    });
+    let mut change_props = Map::new();
+    for d in SETTINGS {
+        let mut schema = match d.kind {
+            Kind::Select(options) => {
+                let mut values: Vec<Value> = options.iter().map(|o| json!(o)).collect();
+                values.push(json!(""));
+                json!({"enum": values})
+            }
+            _ => json!({"type": "string"}),
+        };
+        schema["description"] = json!(format!(
+            "{}{}",
+            d.help,
+            if d.secret() {
+                " Write-only: \"\" keeps the stored value, null clears it."
+            } else {
+                " \"\" or null resets to the default."
+            }
+        ));
+        change_props.insert(d.key.to_string(), json!({"anyOf": [schema, {"type": "null"}]}));
+    }
+    json!({
+        "Error": error,
+        "Login": {"type": "object", "required": ["username", "password"], "properties": {
+            "username": {"type": "string"}, "password": {"type": "string"}
+        }},
+        "Session": {"type": "object", "required": ["username", "role", "clients", "csrfToken"], "properties": {
+            "username": {"type": "string"},
+            "role": {"type": "string", "enum": ["server", "client"]},
+            "clients": {"type": "array", "items": {"type": "string"}, "description": "A client admin's clients (empty for server admins, who manage all)."},
+            "csrfToken": {"type": "string"}
+        }},
+        "ClientList": {"type": "object", "required": ["clients"], "properties": {"clients": {"type": "array", "items": {
+            "type": "object", "required": ["uid", "createdAt", "botName", "allowedDomains", "knowledgeEntries"],
+            "properties": {
+                "uid": {"type": "string"}, "createdAt": {"type": "string", "format": "date-time"},
+                "botName": {"type": "string"}, "allowedDomains": {"type": "string"},
+                "knowledgeEntries": {"type": "integer", "minimum": 0}
+            }
+        }}}},
+        "NewClient": {"type": "object", "required": ["uid"], "properties": {"uid": {"type": "string"}}},
+        "ClientChange": {"type": "object", "required": ["settings"], "properties": {
+            "settings": {"type": "object", "properties": Value::Object(change_props), "additionalProperties": {"type": ["string", "null"]}}
+        }},
+        "Setting": setting,
+        "Client": client
+    })
+}
