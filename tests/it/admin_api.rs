@@ -50,9 +50,61 @@ async fn the_first_admin_gets_a_generated_password_only_its_owner_can_read() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrfToken"].as_str().unwrap().to_string();
+
+    // A canary in every secret setting: none may come back in any page or answer, nor be logged.
+    let mut secrets = serde_json::Map::new();
+    for def in aia_chat::clients::SETTINGS.iter().filter(|d| d.secret()) {
+        let canary = format!("canary-{}-91c4", def.key);
+        let value = match def.kind {
+            aia_chat::clients::Kind::SecretHeaders => json!({"X-Canary": canary}).to_string(),
+            _ => canary,
+        };
+        secrets.insert(def.key.to_string(), json!(value));
+    }
+    let r = http()
+        .patch(format!("{base}/api/admin/clients/demo"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"settings": secrets}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut seen = r.text().await.unwrap();
+    for path in [
+        "/api/admin/clients",
+        "/api/admin/clients/demo",
+        "/api/admin/session",
+        "/admin/clients",
+        "/admin/clients/demo",
+        "/",
+        "/api/data/ai_chat_bot?clientUid=demo",
+        "/js/ChatBot.js",
+    ] {
+        let r = http().get(format!("{base}{path}")).header("cookie", &cookie).header("origin", "http://localhost");
+        let r = r.send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        seen.push_str(&r.text().await.unwrap());
+    }
+    let set = seen.matches("\"set\":true").count();
+    assert!(set >= secrets.len(), "every secret reads as set");
+    assert!(!seen.contains("canary"), "no secret in any page or answer");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["client", "show", "demo"])
+        .env("AIA_DATA_DIR", dir.path())
+        .env_remove("AIA_SECRET_KEY")
+        .env_remove("AIA_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("canary"));
+
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains(&file.display().to_string()), "the log names the file: {logs}");
     assert!(!logs.contains(&password), "the password is never logged");
+    assert!(logs.contains("client settings changed"), "{logs}");
+    assert!(!logs.contains("canary"), "no secret in the log: {logs}");
 }
 
 #[tokio::test]

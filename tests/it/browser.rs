@@ -27,13 +27,13 @@ use crate::model_fake::{FakeModel, text_stream};
 use crate::support::{TestApp, count_run, http, loud_skip};
 use crate::trello_fake::FakeTrello;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The demo client's button color `#1a73e8` as browsers compute it.
 const DEMO_BLUE: &str = "rgb(26, 115, 232)";
 /// The longest any one wait may take.
-const WAIT: Duration = Duration::from_secs(20);
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 /// A bound on the whole run, so a stuck browser fails the test instead of hanging it.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
@@ -678,7 +678,7 @@ async fn focused(client: &Client) -> String {
 }
 
 /// Polls `ok` until it holds; panics after `WAIT`.
-async fn wait_until<F: std::future::Future<Output = bool>>(client: &Client, what: &str, ok: impl Fn() -> F) {
+pub(crate) async fn wait_until<F: std::future::Future<Output = bool>>(client: &Client, what: &str, ok: impl Fn() -> F) {
     let deadline = Instant::now() + WAIT;
     while !ok().await {
         if Instant::now() >= deadline {
@@ -692,8 +692,8 @@ async fn wait_until<F: std::future::Future<Output = bool>>(client: &Client, what
 /// What the widget shows, read from its shadow root.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Widget {
-    launcher: Launcher,
+pub(crate) struct Widget {
+    pub(crate) launcher: Launcher,
     viewport: Viewport,
     /// The panel's `hidden` attribute.
     panel_hidden: bool,
@@ -708,12 +708,12 @@ struct Widget {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Launcher {
-    bg: String,
-    left: f64,
-    top: f64,
-    right: f64,
-    bottom: f64,
+pub(crate) struct Launcher {
+    pub(crate) bg: String,
+    pub(crate) left: f64,
+    pub(crate) top: f64,
+    pub(crate) right: f64,
+    pub(crate) bottom: f64,
     expanded: String,
 }
 
@@ -817,13 +817,13 @@ return {
 "#;
 
 /// The widget's state, or `None` while it isn't on the page.
-async fn widget(client: &Client) -> Option<Widget> {
+pub(crate) async fn widget(client: &Client) -> Option<Widget> {
     let v = client.execute(WIDGET_JS, vec![]).await.expect("reading the widget");
     serde_json::from_value(v).expect("the widget snapshot")
 }
 
 /// Polls the widget until `ok` holds; panics with the last state after `WAIT`.
-async fn wait_for(client: &Client, what: &str, ok: impl Fn(&Widget) -> bool) -> Widget {
+pub(crate) async fn wait_for(client: &Client, what: &str, ok: impl Fn(&Widget) -> bool) -> Widget {
     let deadline = Instant::now() + WAIT;
     loop {
         let w = widget(client).await;
@@ -869,7 +869,7 @@ async fn wait_for_warning(client: &Client) -> Vec<String> {
 
 /// chromedriver's console log since the last read (`POST /session/{id}/se/log`), or `None`
 /// when this chromedriver doesn't offer it.
-async fn browser_log(client: &Client) -> Option<Vec<Value>> {
+pub(crate) async fn browser_log(client: &Client) -> Option<Vec<Value>> {
     match client.issue_cmd(BrowserLog).await {
         Ok(Value::Array(entries)) => Some(entries),
         _ => None,
@@ -953,7 +953,7 @@ async fn serve_site(addr: &str, pages: Vec<Page>) -> SocketAddr {
 }
 
 /// Chromium's session capabilities: headless, no background traffic, a fresh profile.
-fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
+pub(crate) fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
     let args = [
         "--headless",
         "--no-sandbox",
@@ -979,7 +979,7 @@ fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
 }
 
 /// Writes a screenshot of the page to the test's scratch directory.
-async fn save_screenshot(client: &Client, name: &str) {
+pub(crate) async fn save_screenshot(client: &Client, name: &str) {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     match client.screenshot().await {
         Ok(png) => match std::fs::write(&path, png) {
@@ -991,14 +991,14 @@ async fn save_screenshot(client: &Client, name: &str) {
 }
 
 /// A chromedriver on a free loopback port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Driver {
     /// Starts chromedriver and waits until it reports ready (a few tries if the port got taken).
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         for _ in 0..3 {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let child = Command::new(CHROMEDRIVER)

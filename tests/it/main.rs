@@ -10,6 +10,7 @@ mod support;
 mod trello_fake;
 
 mod admin_api;
+mod admin_browser;
 mod bad_input;
 mod browser;
 mod cable;

@@ -117,33 +117,46 @@ pub async fn update(
                 (_, value) => updates.push((key, value.unwrap_or_default())),
             }
         }
-        // The store's settings, not the registry's copy: it may be a reload behind.
-        let stored = state.store.settings_get(client.row.id).await.map_err(|e| ApiError::internal(&e))?;
-        let current = ClientSettings::from_stored(stored);
-        let writes = current.plan(&uid, &updates, state.settings.store.upstream, &state.keys).map_err(setting_error)?;
-        if !writes.is_empty() {
-            state.store.settings_put(client.row.id, &writes).await.map_err(|e| ApiError::internal(&e))?;
-            state.registry.sync(state.store.as_ref()).await.map_err(|e| ApiError::internal(&e))?;
-        }
-        let changes: Vec<(String, &'static str)> = writes
-            .iter()
-            .map(|w| {
-                let given = updates.iter().any(|(k, _)| k == &w.key);
-                let what = match (&w.value, given) {
-                    (_, false) => "cleared_host_changed",
-                    (None, true) => "reset",
-                    (Some(_), true) => "set",
-                };
-                (w.key.clone(), what)
-            })
-            .collect();
-        let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();
-        tracing::info!(admin = %admin.0.username, client = %uid, settings = ?keys, "client settings changed");
+        let changes = change(&state, &admin, &client, &updates).await?;
         let client = admin.client(&state, &uid)?;
         Ok(Json(view(&state, &headers, &client, &changes)).into_response())
     }
     .await;
     respond(result)
+}
+
+/// Validates and writes `updates` (key, value; an empty value resets) to a client's settings,
+/// and loads the change at once; returns each written key with what happened to it.
+pub async fn change(
+    state: &AppState,
+    admin: &Admin,
+    client: &ClientRuntime,
+    updates: &[(String, String)],
+) -> Result<Vec<(String, &'static str)>, ApiError> {
+    let uid = &client.row.uid;
+    // The store's settings, not the registry's copy: it may be a reload behind.
+    let stored = state.store.settings_get(client.row.id).await.map_err(|e| ApiError::internal(&e))?;
+    let current = ClientSettings::from_stored(stored);
+    let writes = current.plan(uid, updates, state.settings.store.upstream, &state.keys).map_err(setting_error)?;
+    if !writes.is_empty() {
+        state.store.settings_put(client.row.id, &writes).await.map_err(|e| ApiError::internal(&e))?;
+        state.registry.sync(state.store.as_ref()).await.map_err(|e| ApiError::internal(&e))?;
+    }
+    let changes: Vec<(String, &'static str)> = writes
+        .iter()
+        .map(|w| {
+            let given = updates.iter().any(|(k, _)| k == &w.key);
+            let what = match (&w.value, given) {
+                (_, false) => "cleared_host_changed",
+                (None, true) => "reset",
+                (Some(_), true) => "set",
+            };
+            (w.key.clone(), what)
+        })
+        .collect();
+    let keys: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();
+    tracing::info!(admin = %admin.0.username, client = %uid, settings = ?keys, "client settings changed");
+    Ok(changes)
 }
 
 /// `DELETE /api/admin/clients/{uid}`: deletes a client and everything it owns (server admins).
@@ -180,7 +193,7 @@ fn view(state: &AppState, headers: &HeaderMap, client: &ClientRuntime, changes: 
         .iter()
         .map(|g| {
             let settings: Vec<Value> =
-                SETTINGS.iter().filter(|d| d.group == *g).map(|d| field(d, &client.settings)).collect();
+                SETTINGS.iter().filter(|d| d.group == *g).map(|d| json!(FieldView::new(d, &client.settings))).collect();
             json!({"id": g.id(), "label": g.label(), "settings": settings})
         })
         .collect();
@@ -200,31 +213,131 @@ fn view(state: &AppState, headers: &HeaderMap, client: &ClientRuntime, changes: 
     view
 }
 
-/// One setting: its control, constraints and value (for secrets only whether one is set).
-fn field(def: &SettingDef, settings: &ClientSettings) -> Value {
-    let mut f = json!({"key": def.key, "type": def.kind.control(), "help": def.help});
-    if def.secret() {
-        f["set"] = json!(settings.is_set(def.key));
-        if let Some(url) = def.follows {
-            f["follows"] = json!(url);
-        }
-        return f;
+/// One setting as the panel shows it: its control, constraints and value (for secrets only
+/// whether one is set). The API sends it as JSON; the pages render it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldView {
+    pub key: &'static str,
+    #[serde(rename = "type")]
+    pub control: &'static str,
+    pub help: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_default: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follows: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<Choice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+}
+
+/// One offered value of a select or suggested field.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Choice {
+    pub value: &'static str,
+    pub label: &'static str,
+}
+
+impl FieldView {
+    /// A readable label from the key: `trello_label_ids` → "Trello label IDs".
+    pub fn label(&self) -> String {
+        let words: Vec<String> = self
+            .key
+            .split('_')
+            .enumerate()
+            .map(|(i, w)| match w {
+                "url" => "URL".into(),
+                "id" => "ID".into(),
+                "ids" => "IDs".into(),
+                "graphql" => "GraphQL".into(),
+                "api" => "API".into(),
+                "bg" => {
+                    if i == 0 {
+                        "Background".into()
+                    } else {
+                        "background".into()
+                    }
+                }
+                w if i == 0 => w[..1].to_uppercase() + &w[1..],
+                w => w.to_string(),
+            })
+            .collect();
+        words.join(" ")
     }
-    f["value"] = json!(settings.get(def.key));
-    f["default"] = json!(def.default);
-    f["isDefault"] = json!(!settings.is_set(def.key));
-    match def.kind {
-        Kind::Select(options) => f["options"] = options.iter().map(|o| json!({"value": o, "label": o})).collect(),
-        Kind::Suggested { max, options } => {
-            f["maxLength"] = json!(max);
-            f["options"] = options.iter().map(|(v, l)| json!({"value": v, "label": l})).collect();
-        }
-        Kind::Text { max } | Kind::Multiline { max } => f["maxLength"] = json!(max),
-        Kind::Int { min, max } => {
-            f["min"] = json!(min);
-            f["max"] = json!(max);
-        }
-        _ => {}
+
+    /// The value as text ("" for secrets).
+    pub fn text(&self) -> &str {
+        self.value.as_deref().unwrap_or("")
     }
-    f
+
+    /// A color as `#rrggbb`, the only form `<input type=color>` takes.
+    pub fn hex6(&self) -> String {
+        let v = self.text();
+        match v.len() {
+            4 => v.chars().skip(1).fold("#".to_string(), |mut s, c| {
+                s.push(c);
+                s.push(c);
+                s
+            }),
+            _ => v.to_string(),
+        }
+    }
+
+    /// The entries of a list.
+    pub fn items(&self) -> Vec<&str> {
+        crate::clients::origin::split_list(self.text()).collect()
+    }
+
+    /// Whether a secret is set.
+    pub fn is_set(&self) -> bool {
+        self.set == Some(true)
+    }
+
+    /// The view of `def` for a client's settings.
+    pub fn new(def: &'static SettingDef, settings: &ClientSettings) -> FieldView {
+        let mut f = FieldView {
+            key: def.key,
+            control: def.kind.control(),
+            help: def.help,
+            value: None,
+            default: None,
+            is_default: None,
+            set: None,
+            follows: None,
+            options: Vec::new(),
+            max_length: None,
+            min: None,
+            max: None,
+        };
+        if def.secret() {
+            f.set = Some(settings.is_set(def.key));
+            f.follows = def.follows;
+            return f;
+        }
+        f.value = Some(settings.get(def.key).to_string());
+        f.default = Some(def.default);
+        f.is_default = Some(!settings.is_set(def.key));
+        match def.kind {
+            Kind::Select(options) => f.options = options.iter().map(|o| Choice { value: o, label: o }).collect(),
+            Kind::Suggested { max, options } => {
+                f.max_length = Some(max);
+                f.options = options.iter().map(|(value, label)| Choice { value, label }).collect();
+            }
+            Kind::Text { max } | Kind::Multiline { max } => f.max_length = Some(max),
+            Kind::Int { min, max } => (f.min, f.max) = (Some(min), Some(max)),
+            _ => {}
+        }
+        f
+    }
 }

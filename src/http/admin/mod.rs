@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod openapi;
+pub mod pages;
 
 use std::net::SocketAddr;
 

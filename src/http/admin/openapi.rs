@@ -8,6 +8,9 @@ use serde_json::{Map, Value, json};
 
 use crate::clients::settings::{Group, Kind, SETTINGS};
 
+/// A client uid (`clients::valid_uid`).
+const UID_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+
 /// `GET /api/admin/openapi.json`.
 pub async fn document() -> Response {
     Json(spec()).into_response()
@@ -25,7 +28,7 @@ fn json_response(description: &str, schema: &str) -> Value {
 pub fn spec() -> Value {
     let uid_param = json!({
         "name": "uid", "in": "path", "required": true,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        "schema": {"type": "string", "pattern": UID_PATTERN},
         "description": "The client's public clientUid."
     });
     let session = json!([{"session": [], "csrf": []}]);
@@ -193,6 +196,11 @@ fn schemas() -> Value {
                 values.push(json!(""));
                 json!({"enum": values})
             }
+            // The length is checked as here (in characters); other rules (a single line, a
+            // URL the upstream policy allows…) are the server's and answer 422.
+            Kind::Text { max } | Kind::Multiline { max } | Kind::Suggested { max, .. } => {
+                json!({"type": "string", "maxLength": max})
+            }
             _ => json!({"type": "string"}),
         };
         schema["description"] = json!(format!(
@@ -225,9 +233,15 @@ fn schemas() -> Value {
                 "knowledgeEntries": {"type": "integer", "minimum": 0}
             }
         }}}},
-        "NewClient": {"type": "object", "required": ["uid"], "properties": {"uid": {"type": "string"}}},
+        "NewClient": {"type": "object", "required": ["uid"], "properties": {"uid": {
+            "type": "string", "pattern": UID_PATTERN,
+            "description": "1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'."
+        }}},
         "ClientChange": {"type": "object", "required": ["settings"], "properties": {
-            "settings": {"type": "object", "properties": Value::Object(change_props), "additionalProperties": {"type": ["string", "null"]}}
+            "settings": {
+                "type": "object", "properties": Value::Object(change_props), "additionalProperties": false,
+                "description": "Setting key → new value. An unknown key is refused (422, unknown_setting)."
+            }
         }},
         "Setting": setting,
         "Client": client

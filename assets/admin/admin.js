@@ -1,0 +1,107 @@
+// aia-chat admin panel: small progressive enhancements. Every form works without it.
+"use strict";
+(function () {
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+
+  // Client list: paint each swatch with its launcher color (no inline styles under the CSP).
+  $$(".swatch[data-color]").forEach((s) => { s.style.background = s.dataset.color; });
+
+  // Color fields: the picker and the hex text follow each other.
+  const isHex = (v) => /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.test(v);
+  const long = (v) => (v.length === 4 ? "#" + v.slice(1).split("").map((c) => c + c).join("") : v);
+  $$("input[type=color][data-color-for]").forEach((picker) => {
+    const text = document.getElementById(picker.dataset.colorFor);
+    picker.addEventListener("input", () => {
+      text.value = picker.value;
+      text.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    text.addEventListener("input", () => { if (isHex(text.value.trim())) picker.value = long(text.value.trim()).toLowerCase(); });
+  });
+
+  // Dynamic lists: add and remove entries; focus follows.
+  function removable(li) {
+    $(".remove", li).addEventListener("click", () => {
+      const list = li.parentElement;
+      const next = li.nextElementSibling || li.previousElementSibling;
+      li.remove();
+      list.dispatchEvent(new Event("input", { bubbles: true }));
+      (next ? $("input", next) : $(".add", list.parentElement)).focus();
+    });
+  }
+  $$(".list-field li").forEach(removable);
+  $$(".list-field .add").forEach((add) => {
+    add.addEventListener("click", () => {
+      const li = document.createElement("li");
+      const input = document.createElement("input");
+      input.name = add.dataset.name;
+      input.setAttribute("aria-label", add.dataset.label);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "btn small light remove";
+      remove.textContent = "Remove";
+      li.append(input, remove);
+      $(".rows", add.parentElement).append(li);
+      removable(li);
+      input.focus();
+    });
+    // Enter in a list entry adds the next one instead of submitting the whole form.
+    add.parentElement.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && e.target.matches("input")) { e.preventDefault(); add.click(); }
+    });
+  });
+
+  // The connect code follows the colors, position and socket URL as they change. Same format
+  // as the server's `clients::connect_code`.
+  const code = $("#connect-code");
+  const form = $("#settings");
+  if (code && form) {
+    const value = (key) => { const el = form.elements["s:" + key]; return el ? el.value.trim() : ""; };
+    const render = () => {
+      const base = code.dataset.base;
+      const socket = value("socket_url") || base;
+      const color = (key) => (isHex(value(key)) ? value(key).toLowerCase() : null);
+      const button = color("button_color");
+      const bg = color("bg_color");
+      if (!button || !bg) return;
+      code.textContent = '<script src="' + base + "/js/ChatBot.js?clientUid=" + code.dataset.uid +
+        "&apiPoint=" + base + "/api/data/ai_chat_bot&buttonColor=" + button + "&bgColor=" + bg +
+        "&position=" + value("position") + "&socketUrl=" + socket + '"></script>';
+    };
+    form.addEventListener("input", render);
+    form.addEventListener("change", render);
+    // Unsaved changes are said out loud, and leaving asks first.
+    let dirty = false;
+    const mark = () => { dirty = true; $(".dirty").textContent = "Unsaved changes"; };
+    form.addEventListener("input", mark);
+    form.addEventListener("change", mark);
+    form.addEventListener("submit", () => { dirty = false; });
+    window.addEventListener("beforeunload", (e) => { if (dirty) { e.preventDefault(); e.returnValue = ""; } });
+  }
+
+  // Copy buttons.
+  $$("[data-copy]").forEach((btn) => {
+    btn.addEventListener("click", async () => {
+      const text = document.getElementById(btn.dataset.copy).textContent;
+      const status = $(".copy-status") || btn;
+      try {
+        await navigator.clipboard.writeText(text);
+      } catch (_) {
+        const range = document.createRange();
+        range.selectNodeContents(document.getElementById(btn.dataset.copy));
+        const sel = window.getSelection();
+        sel.removeAllRanges();
+        sel.addRange(range);
+        document.execCommand("copy");
+      }
+      const was = btn.textContent;
+      btn.textContent = "Copied";
+      if (status !== btn) status.textContent = "Copied to the clipboard.";
+      setTimeout(() => { btn.textContent = was; }, 1500);
+    });
+  });
+
+  // After a refused save, go to the field that needs attention.
+  const bad = $('.field.invalid [id^="f-"]');
+  if (bad) (bad.matches("input, select, textarea") ? bad : $("input:not([type=hidden]), button", bad)).focus();
+})();
