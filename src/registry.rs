@@ -140,27 +140,33 @@ impl Registry {
         Registry { embedding: Some(embedding), ..Default::default() }
     }
 
-    /// The embedder a client's settings ask for, if any.
+    /// The embedder a client's settings ask for, if any (problems logged: full-text only).
     fn embedder(&self, uid: &str, settings: &ClientSettings) -> Option<Arc<dyn Embedder>> {
-        let embedding = self.embedding.as_ref()?;
+        match self.embedder_for(uid, settings) {
+            Ok(embedder) => embedder,
+            Err(e) => {
+                tracing::warn!(client = %uid, error = %e, "no embeddings; full-text search only");
+                None
+            }
+        }
+    }
+
+    /// The embedder a client's settings ask for: `Ok(None)` when none is configured (no
+    /// `embedding_url` and no server model), `Err` saying why a configured one is unusable.
+    pub fn embedder_for(&self, uid: &str, settings: &ClientSettings) -> Result<Option<Arc<dyn Embedder>>, String> {
+        let Some(embedding) = self.embedding.as_ref() else { return Ok(None) };
         let url = settings.get("embedding_url");
         if url.is_empty() {
-            return embedding.local.clone().map(|m| Arc::new(m) as Arc<dyn Embedder>);
+            return Ok(embedding.local.clone().map(|m| Arc::new(m) as Arc<dyn Embedder>));
         }
         let token = match settings.secret(&embedding.keys, uid, "embedding_token") {
             Some(Ok(token)) => token,
-            Some(Err(e)) => {
-                tracing::warn!(client = %uid, error = %e, "embedding_token cannot be read; full-text search only");
-                return None;
-            }
+            Some(Err(e)) => return Err(format!("embedding_token cannot be read ({e}); set it again")),
             None => String::new(),
         };
         match EmbeddingEndpoint::new(embedding.http.clone(), url, &token, settings.get("embedding_model")) {
-            Ok(endpoint) => Some(Arc::new(endpoint)),
-            Err(e) => {
-                tracing::warn!(client = %uid, error = %e, "embedding_url is unusable; full-text search only");
-                None
-            }
+            Ok(endpoint) => Ok(Some(Arc::new(endpoint))),
+            Err(e) => Err(format!("embedding_url is unusable: {e}")),
         }
     }
 

@@ -101,6 +101,45 @@
     });
   });
 
+  // Test buttons: try an integration with the saved settings and show the diagnosis.
+  $$("[data-check]").forEach((btn) => {
+    btn.addEventListener("click", async () => {
+      const name = btn.dataset.check;
+      const out = document.getElementById("check-" + name);
+      const line = (cls, text) => { const p = document.createElement("p"); p.className = cls; p.textContent = text; return p; };
+      out.replaceChildren(line("pending", "Testing…"));
+      btn.disabled = true;
+      const query = name === "catalog" ? ($("#check-query") || {}).value || "" : "";
+      try {
+        const r = await fetch("/api/admin/clients/" + encodeURIComponent(btn.dataset.uid) + "/checks/" + name, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": form.elements._csrf.value },
+          body: JSON.stringify(query ? { query } : {}),
+        });
+        const report = await r.json();
+        if (!r.ok) throw new Error((report.error && report.error.message) || "HTTP " + r.status);
+        const parts = [line(report.ok ? "ok" : "bad", (report.ok ? "✓ " : "✗ ") + report.summary)];
+        if (report.problem) {
+          parts.push(line("detail", "Where: " + report.problem.where));
+          parts.push(line("detail", "What: " + report.problem.what));
+          parts.push(line("detail", "Change: " + report.problem.fix));
+        }
+        const d = report.details || {};
+        if (d.lists) parts.push(line("detail", "Lists: " + d.lists.map((l) => l.name + " (" + l.id + ")").join(", ")));
+        if (d.labels && d.labels.length) parts.push(line("detail", "Labels: " + d.labels.map((l) => (l.name || l.color) + " (" + l.id + ")").join(", ")));
+        if (d.products) parts.push(line("detail", "Found: " + (d.products.map((p) => p.name).join(", ") || "nothing")));
+        if (d.reply) parts.push(line("detail", "Reply: " + d.reply));
+        parts.push(line("detail", "Took " + report.elapsed_ms + " ms."));
+        out.replaceChildren(...parts);
+      } catch (e) {
+        out.replaceChildren(line("bad", "✗ The test could not run: " + e.message));
+      } finally {
+        btn.disabled = false;
+      }
+    });
+  });
+
   // After a refused save, go to the field that needs attention.
   const bad = $('.field.invalid [id^="f-"]');
   if (bad) (bad.matches("input, select, textarea") ? bad : $("input:not([type=hidden]), button", bad)).focus();

@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
             "/api/admin/clients/{uid}",
             get(admin::clients::show).patch(admin::clients::update).delete(admin::clients::delete),
         )
+        .route("/api/admin/clients/{uid}/checks/{integration}", post(admin::checks::run))
         .route("/api/tasks/lists", get(tasks::lists))
         .route("/api/metrics/catalog", get(catalog_metrics))
         .route("/api/webhook/{uid}", post(webhook::one_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))

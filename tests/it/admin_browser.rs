@@ -42,6 +42,7 @@ async fn admin_panel_in_a_real_browser() {
     let run = tokio::time::timeout(RUN_LIMIT, async {
         let n = sign_in_checks(&client, &app).await;
         let n = n + editor_checks(&client, &app).await;
+        let n = n + test_button_checks(&client, &app).await;
         n + client_admin_checks(&client, &app).await
     });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
@@ -215,7 +216,30 @@ async fn editor_checks(client: &Client, app: &TestApp) -> usize {
     5
 }
 
-/// 9-10: a client admin sees only its client, in the list and by URL; signing out ends it.
+/// 9-10: the test buttons show a working board's lists, and say what to change when the
+/// model is missing.
+async fn test_button_checks(client: &Client, app: &TestApp) -> usize {
+    let trello = crate::trello_fake::FakeTrello::start().await;
+    let pairs = trello.client_settings();
+    app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    client.goto(&format!("{}/admin/clients/demo", app.base)).await.unwrap();
+    click(client, "[data-check=tasks]").await;
+    wait_until(client, "the board's test result", || async {
+        text_of(client, "#check-tasks").await.starts_with("✓ The board answered")
+    })
+    .await;
+    assert!(text_of(client, "#check-tasks").await.contains(crate::trello_fake::LIST_INBOX));
+    click(client, "[data-check=model]").await;
+    wait_until(client, "the model's test result", || async {
+        text_of(client, "#check-model").await.starts_with("✗ No model is configured")
+    })
+    .await;
+    assert!(text_of(client, "#check-model").await.contains("Change: Set model_token"));
+    save_screenshot(client, "admin-editor.png").await;
+    2
+}
+
+/// 11-12: a client admin sees only its client, in the list and by URL; signing out ends it.
 async fn client_admin_checks(client: &Client, app: &TestApp) -> usize {
     assert!(app.cli(&["client", "add", "other-shop"]).status.success());
     let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))

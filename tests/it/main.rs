@@ -11,6 +11,7 @@ mod trello_fake;
 
 mod admin_api;
 mod admin_browser;
+mod admin_checks;
 mod bad_input;
 mod browser;
 mod cable;

@@ -128,6 +128,26 @@ pub fn spec() -> Value {
                     }
                 }
             },
+            "/api/admin/clients/{uid}/checks/{integration}": {
+                "parameters": [uid_param, {
+                    "name": "integration", "in": "path", "required": true,
+                    "schema": {"type": "string", "enum": super::checks::INTEGRATIONS},
+                    "description": "What to test with the client's saved settings."
+                }],
+                "post": {
+                    "operationId": "checkIntegration", "summary": "Test an integration (the editor's test buttons)", "security": session,
+                    "description": "Runs one short request against the integration and diagnoses the result: 200 whether the \
+                        integration works (ok: true) or not (ok: false, with where, what and what to change).",
+                    "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckInput"}}}},
+                    "responses": {
+                        "200": json_response("What the test found.", "CheckReport"),
+                        "400": error_response("The body is not a JSON object."),
+                        "401": error_response("Not signed in."),
+                        "403": error_response("No or a wrong CSRF token, or a cross-site request."),
+                        "404": error_response("No such client (or not one this account manages), or no such integration.")
+                    }
+                }
+            },
             "/api/admin/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -244,6 +264,21 @@ fn schemas() -> Value {
             }
         }},
         "Setting": setting,
-        "Client": client
+        "Client": client,
+        "CheckInput": {"type": "object", "properties": {
+            "query": {"type": ["string", "null"], "description": "The catalog test's sample search term (default: lamp)."}
+        }},
+        "CheckReport": {"type": "object", "required": ["integration", "ok", "summary", "elapsed_ms"], "properties": {
+            "integration": {"type": "string", "enum": super::checks::INTEGRATIONS},
+            "ok": {"type": "boolean"},
+            "summary": {"type": "string"},
+            "problem": {"type": "object", "required": ["where", "what", "fix"], "properties": {
+                "where": {"type": "string", "description": "The service and the setting that names it."},
+                "what": {"type": "string", "description": "What failed (at most a short excerpt of the upstream's answer)."},
+                "fix": {"type": "string", "description": "What to change."}
+            }},
+            "details": {"type": "object", "description": "What was found: the board's lists and labels, products, the model's reply, the vectors' size."},
+            "elapsed_ms": {"type": "integer", "minimum": 0}
+        }}
     })
 }
