@@ -71,18 +71,18 @@ struct GroupView {
     id: &'static str,
     label: &'static str,
     fields: Vec<FieldView>,
-    /// The group's test button: (integration, button label).
-    check: Option<(&'static str, &'static str)>,
+    /// The group's test buttons: (integration, button label).
+    checks: &'static [(&'static str, &'static str)],
 }
 
-/// Which integration a group's test button tries.
-fn check_of(group: Group) -> Option<(&'static str, &'static str)> {
+/// Which integrations a group's test buttons try.
+fn checks_of(group: Group) -> &'static [(&'static str, &'static str)] {
     match group {
-        Group::Model => Some(("model", "Test the model")),
-        Group::Training => Some(("embeddings", "Test embeddings")),
-        Group::Tasks => Some(("tasks", "Test Trello")),
-        Group::Catalog => Some(("catalog", "Test a product search")),
-        Group::General | Group::Operator => None,
+        Group::Model => &[("model", "Test the model")],
+        Group::Training => &[("embeddings", "Test embeddings")],
+        Group::Tasks => &[("tasks", "Test Trello")],
+        Group::Catalog => &[("catalog", "Test a product search")],
+        Group::General | Group::Operator => &[],
     }
 }
 
@@ -322,7 +322,7 @@ fn client_page(
         .map(|g| GroupView {
             id: g.id(),
             label: g.label(),
-            check: check_of(*g),
+            checks: checks_of(*g),
             fields: SETTINGS
                 .iter()
                 .filter(|d| d.group == *g)
