@@ -130,6 +130,24 @@
         if (d.labels && d.labels.length) parts.push(line("detail", "Labels: " + d.labels.map((l) => (l.name || l.color) + " (" + l.id + ")").join(", ")));
         if (d.products) parts.push(line("detail", "Found: " + (d.products.map((p) => p.name).join(", ") || "nothing")));
         if (d.reply) parts.push(line("detail", "Reply: " + d.reply));
+        if (d.fields) {
+          const f = d.fields;
+          parts.push(line("detail", (f.mapped ? "Mapping (graphql_fields): " : "Mapping found: ") + "question ← " + f.question +
+            ", answer ← " + f.answer + ", id ← " + f.id));
+        }
+        if (d.paging) parts.push(line("detail", "Paging: " + d.paging));
+        if (d.preview) {
+          d.preview.forEach((e, i) => parts.push(line("detail", (i + 1) + ". " + e.question + " — " + e.answer)));
+        }
+        if (d.warnings && d.warnings.length) parts.push(line("detail", "Warnings: " + d.warnings.join("; ")));
+        if (d.data) parts.push(line("detail", "The page's fields: " + d.data));
+        if (d.inbox) {
+          parts.push(line("detail", "Account: " + d.account_id + " (" + d.account_from + ")"));
+          parts.push(line("detail", "Inbox: " + (d.inbox.name || "unnamed") + " (" + d.inbox.id + "), " + d.inbox.channel_type));
+          if (d.webhook_secret) parts.push(line("detail", "Webhook secret: " + d.webhook_secret));
+          parts.push(line("detail", "Agent bot token: " + (d.bot_token ? "set" : "not set")));
+          if (d.webhook_url) parts.push(line("detail", "Webhook URL for the inbox: " + d.webhook_url));
+        }
         parts.push(line("detail", "Took " + report.elapsed_ms + " ms."));
         out.replaceChildren(...parts);
       } catch (e) {

@@ -237,6 +237,86 @@ pub fn dedupe(entries: &mut Vec<KnowledgeEntry>, warnings: &mut Vec<String>) {
     });
 }
 
+/// Where [`extract`] took each part of an entry from, as JSON paths inside the page's `data`
+/// (`[]` stands for every item of a list): the admin's test button shows it so a wrong guess
+/// can be corrected with `graphql_fields`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldsUsed {
+    /// `list` (objects in a list) or `cms` (question/answer pairs split from CMS HTML).
+    pub source: &'static str,
+    /// Whether `graphql_fields` named the fields (otherwise they were found automatically).
+    pub mapped: bool,
+    /// The list of items, or the CMS objects whose `content` was split.
+    pub list: String,
+    /// Where each entry's question came from.
+    pub question: String,
+    /// Where each entry's answer came from (`.html` when the HTML of an object was taken).
+    pub answer: String,
+    /// Where each entry's id came from, or how it was derived.
+    pub id: String,
+}
+
+/// Which fields of `data` [`extract`] reads with `mapping`; `None` when it finds neither a
+/// list of FAQ items nor CMS content.
+pub fn fields_used(data: &Value, mapping: &Mapping) -> Option<FieldsUsed> {
+    if let Some((path, items)) = find_list(data, mapping, &mut Vec::new()) {
+        let raw = items.iter().find(|i| is_faq_item(i, mapping))?;
+        let item = unwrap_node(raw);
+        let prefix = if std::ptr::eq(item, raw) { format!("{path}[]") } else { format!("{path}[].node") };
+        let field = |explicit: &Option<String>, keys: &[&str]| {
+            let found = match explicit {
+                Some(p) => at(item, p).map(|v| (p.clone(), v)),
+                None => keys.iter().find_map(|k| item.get(*k).map(|v| (k.to_string(), v))),
+            };
+            found.filter(|(_, v)| !v.is_null()).map(|(name, v)| {
+                let inner = match v {
+                    Value::Object(o) if o.contains_key("html") => ".html",
+                    Value::Object(o) if o.contains_key("text") => ".text",
+                    _ => "",
+                };
+                format!("{prefix}.{name}{inner}")
+            })
+        };
+        return Some(FieldsUsed {
+            source: "list",
+            mapped: mapping.question.is_some() || mapping.answer.is_some() || mapping.id.is_some(),
+            list: path.clone(),
+            question: field(&mapping.question, QUESTION_KEYS).unwrap_or_else(|| "(none)".into()),
+            answer: field(&mapping.answer, ANSWER_KEYS).unwrap_or_else(|| "(none)".into()),
+            id: field(&mapping.id, ID_KEYS).unwrap_or_else(|| "none: derived from the question".into()),
+        });
+    }
+    let mut contents = Vec::new();
+    collect_content(data, &mut Vec::new(), &mut contents);
+    let (first, identifier, _) = contents.first()?;
+    let list = contents.iter().map(|(path, _, _)| path.as_str()).collect::<Vec<_>>().join(", ");
+    Some(FieldsUsed {
+        source: "cms",
+        mapped: false,
+        list,
+        question: format!("headings, <dt> and <summary> in the HTML of {first}.content"),
+        answer: "the text after each question, up to the next".into(),
+        id: match identifier {
+            Some(_) => format!("{first}.identifier and a hash of the question"),
+            None => "none: derived from the question".into(),
+        },
+    })
+}
+
+/// What [`extract`] looks for with `mapping`, in words: said when a page gave no entries.
+pub fn looked_for(mapping: &Mapping) -> String {
+    let named = |explicit: &Option<String>, keys: &[&str]| match explicit {
+        Some(path) => format!("at {path}"),
+        None => format!("one of {}", keys.join(", ")),
+    };
+    format!(
+        "a list of objects (Relay edges[].node too) with a question ({}) and an answer ({}), \
+         or objects with HTML content (CMS pages and blocks) holding headed questions",
+        named(&mapping.question, QUESTION_KEYS),
+        named(&mapping.answer, ANSWER_KEYS)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +355,27 @@ mod tests {
         dedupe(&mut entries, &mut warnings);
         assert_eq!(entries.len(), 1);
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn tells_which_fields_it_used() {
+        let relay =
+            json!({"faqs": {"edges": [{"node": {"title": "T?", "content": {"html": "<b>C</b>"}, "uid": "u1"}}]}});
+        let used = fields_used(&relay, &Mapping::default()).unwrap();
+        assert_eq!((used.source, used.mapped, used.list.as_str()), ("list", false, "faqs.edges"));
+        assert_eq!(
+            (used.question.as_str(), used.answer.as_str(), used.id.as_str()),
+            ("faqs.edges[].node.title", "faqs.edges[].node.content.html", "faqs.edges[].node.uid")
+        );
+        let custom = json!({"x": {"rows": [{"faq_text": {"q": "Why?"}, "reply": "Because."}]}});
+        let used = fields_used(&custom, &Mapping::parse("question=faq_text.q,answer=reply").unwrap()).unwrap();
+        assert!(used.mapped);
+        assert_eq!((used.question.as_str(), used.answer.as_str()), ("x.rows[].faq_text.q", "x.rows[].reply"));
+        assert_eq!(used.id, "none: derived from the question");
+        let cms_data = json!({"cmsPage": {"identifier": "faq", "content": "<h3>How long?</h3><p>2 days.</p>"}});
+        let used = fields_used(&cms_data, &Mapping::default()).unwrap();
+        assert_eq!((used.source, used.list.as_str()), ("cms", "cmsPage"));
+        assert!(fields_used(&json!({"shop": {"name": "x"}}), &Mapping::default()).is_none());
+        assert!(looked_for(&Mapping::default()).contains("one of question, title"));
     }
 }

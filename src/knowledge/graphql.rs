@@ -112,6 +112,12 @@ impl Source<'_> {
         unreachable!("the loop returns")
     }
 
+    /// One attempt at one page, without [`Source::fetch`]'s retries: the admin's test button
+    /// reports a failure at once instead of after a backoff.
+    pub async fn fetch_without_retry(&self, page: u32, variables: Value) -> Result<Value, SourceError> {
+        self.fetch_once(page, &variables).await
+    }
+
     async fn fetch_once(&self, page: u32, variables: &Value) -> Result<Value, SourceError> {
         let mut request = self
             .client

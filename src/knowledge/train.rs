@@ -37,6 +37,19 @@ pub struct Fetched {
     pub warnings: Vec<String>,
 }
 
+/// The variables of the first request [`fetch_all`] makes for `query` (page 1, or the start of
+/// the cursor or offset), so the admin's test button fetches exactly the page training starts
+/// with.
+pub fn first_page_variables(query: &str, chunk_size: u32) -> Value {
+    let size = chunk_size.clamp(1, MAX_PAGE_SIZE);
+    match paging(query) {
+        Paging::Once => json!({}),
+        Paging::Pages => json!({"pageSize": size, "currentPage": 1}),
+        Paging::Cursor => json!({"first": size, "after": null}),
+        Paging::Offset => json!({"limit": size, "offset": 0}),
+    }
+}
+
 /// Fetches every page of the source.
 pub async fn fetch_all(src: &TrainSource<'_>, mut on_page: impl FnMut(Progress)) -> Result<Fetched, SourceError> {
     let size = src.chunk_size.clamp(1, MAX_PAGE_SIZE);

@@ -442,6 +442,15 @@ impl Chatwoot {
         self.get(&["inboxes", &inbox_id.to_string()], &[], false).await
     }
 
+    /// The inbox as [`Chatwoot::inbox`] reads it, with its display name: the admin's test
+    /// button names the inbox it found.
+    pub async fn inbox_named(&self, inbox_id: i64) -> Result<(InboxInfo, Option<String>), ChatwootError> {
+        let raw: Value = self.get(&["inboxes", &inbox_id.to_string()], &[], false).await?;
+        let name = raw.get("name").and_then(Value::as_str).map(str::to_string);
+        let info = serde_json::from_value(raw).map_err(|e| self.scrub(ChatwootError::Protocol(e.to_string())))?;
+        Ok((info, name))
+    }
+
     /// The contact whose `identifier` is exactly this (`POST A/contacts/filter`, §4.1), with
     /// its session in our inbox if it has one.
     pub async fn find_contact(&self, identifier: &str) -> Result<Option<Contact>, ChatwootError> {
