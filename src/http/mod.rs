@@ -40,6 +40,15 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/clients/{uid}", get(admin::pages::client).post(admin::pages::save_client))
         .route("/admin/assets/admin.css", get(admin::pages::css))
         .route("/admin/assets/admin.js", get(admin::pages::js))
+        .route("/admin/assets/operations.js", get(admin::pages::operations_js))
+        .route(
+            "/admin/clients/{uid}/operations",
+            get(admin::operations::operations).post(admin::operations::operations_form),
+        )
+        .route("/api/admin/clients/{uid}/training", get(admin::operations::training).post(admin::operations::train))
+        .route("/api/admin/clients/{uid}/usage", get(admin::operations::usage))
+        .route("/api/admin/clients/{uid}/outbox", get(admin::operations::outbox))
+        .route("/api/admin/clients/{uid}/outbox/{id}/retry", post(admin::operations::retry))
         .route("/api/admin/openapi.json", get(admin::openapi::document))
         .route("/api/admin/login", post(admin::login))
         .route("/api/admin/logout", post(admin::logout))

@@ -143,6 +143,21 @@ pub struct TrainingStatus {
     pub entry_count: Option<i64>,
 }
 
+/// One finished training run, for the history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingRun {
+    /// Who ran it: the CLI, the schedule or an admin (the lease owner).
+    pub owner: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub pages: i64,
+    /// Entries written (success) or fetched before the failure.
+    pub entries: i64,
+    /// Why it failed; `None` for a success.
+    pub error: Option<String>,
+}
+
 impl TrainingStatus {
     /// Whether a run holds the lease at `now`.
     pub fn running(&self, now: i64) -> bool {
@@ -596,6 +611,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// A client's training state, if it ever trained.
     async fn training_status(&self, client_id: i64) -> StoreResult<Option<TrainingStatus>>;
+    /// The newest finished runs, newest first (50 are kept per client).
+    async fn training_runs(&self, client_id: i64, limit: u32) -> StoreResult<Vec<TrainingRun>>;
     /// A client's knowledge in stored order.
     async fn knowledge_list(&self, client_id: i64) -> StoreResult<Vec<KnowledgeEntry>>;
     /// A client's stored vectors in one embedding space: `(text hash, vector bytes)`.
@@ -706,6 +723,9 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_dead(&self, id: i64, now: i64, error: &str) -> StoreResult<()>;
     /// A client's dead-lettered work, newest first.
     async fn outbox_dead_letters(&self, client_id: i64) -> StoreResult<Vec<OutboxItem>>;
+    /// Gives a dead-lettered item of the client another round of attempts (an admin's
+    /// retry); false if there is no such dead item.
+    async fn outbox_revive(&self, client_id: i64, id: i64, now: i64) -> StoreResult<bool>;
     /// Records a webhook delivery id; `false` when it was seen within the last day (a repeat).
     async fn webhook_delivery_first(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
     /// Cheap round trip for readiness checks.

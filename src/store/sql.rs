@@ -66,6 +66,7 @@ macro_rules! migrations {
                 include_str!(concat!("../../migrations/", $dialect, "/0011_knowledge_vectors.sql")),
             ),
             (12, "admins", include_str!(concat!("../../migrations/", $dialect, "/0012_admins.sql"))),
+            (13, "training runs", include_str!(concat!("../../migrations/", $dialect, "/0013_training_runs.sql"))),
         ]
     };
 }
@@ -750,6 +751,30 @@ macro_rules! sql_store {
                 now: i64,
                 result: Result<i64, &str>,
             ) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let (entries, error) = match result {
+                    Ok(count) => (Some(count), None),
+                    Err(e) => (None, Some(e)),
+                };
+                sqlx::query(
+                    "INSERT INTO training_runs (client_id, owner, started_at, finished_at, pages, entries, error) \
+                     SELECT client_id, lease_owner, started_at, $3, pages, COALESCE($4, entries), $5 \
+                     FROM training_status WHERE client_id = $1 AND lease_owner = $2",
+                )
+                .bind(client_id)
+                .bind(owner)
+                .bind(now)
+                .bind(entries)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "DELETE FROM training_runs WHERE client_id = $1 AND id NOT IN \
+                     (SELECT id FROM training_runs WHERE client_id = $1 ORDER BY finished_at DESC, id DESC LIMIT 50)",
+                )
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?;
                 let query = match result {
                     Ok(count) => sqlx::query(
                         "UPDATE training_status SET lease_until = 0, last_success_at = $3, entry_count = $4, \
@@ -768,8 +793,45 @@ macro_rules! sql_store {
                     .bind(now)
                     .bind(error.to_string()),
                 };
-                query.execute(&self.pool).await?;
+                query.execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn training_runs(&self, client_id: i64, limit: u32) -> StoreResult<Vec<TrainingRun>> {
+                let rows = sqlx::query(
+                    "SELECT owner, started_at, finished_at, pages, entries, error FROM training_runs \
+                     WHERE client_id = $1 ORDER BY finished_at DESC, id DESC LIMIT $2",
+                )
+                .bind(client_id)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(TrainingRun {
+                            owner: r.try_get(0)?,
+                            started_at: r.try_get(1)?,
+                            finished_at: r.try_get(2)?,
+                            pages: r.try_get(3)?,
+                            entries: r.try_get(4)?,
+                            error: r.try_get(5)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn outbox_revive(&self, client_id: i64, id: i64, now: i64) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE operator_outbox SET dead_at = NULL, next_at = $3, attempts = 0 \
+                     WHERE id = $2 AND client_id = $1 AND dead_at IS NOT NULL",
+                )
+                .bind(client_id)
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn training_status(&self, client_id: i64) -> StoreResult<Option<TrainingStatus>> {

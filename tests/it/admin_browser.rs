@@ -43,6 +43,7 @@ async fn admin_panel_in_a_real_browser() {
         let n = sign_in_checks(&client, &app).await;
         let n = n + editor_checks(&client, &app).await;
         let n = n + test_button_checks(&client, &app).await;
+        let n = n + operations_checks(&client, &app).await;
         n + client_admin_checks(&client, &app).await
     });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
@@ -239,7 +240,29 @@ async fn test_button_checks(client: &Client, app: &TestApp) -> usize {
     2
 }
 
-/// 11-12: a client admin sees only its client, in the list and by URL; signing out ends it.
+/// 11: the Operations page: train now, and the run shows in the history when it ends.
+async fn operations_checks(client: &Client, app: &TestApp) -> usize {
+    let shop = crate::graphql_fake::FakeShop::start(crate::graphql_fake::hotel_faqs(4)).await;
+    let query = "query Faq($pageSize: Int!, $currentPage: Int!) { faqs(pageSize: $pageSize, currentPage: $currentPage) { items { id question answer } page_info { total_pages } } }";
+    app.set_client("demo", &[&format!("graphql_url={}", shop.url("/graphql")), &format!("graphql_query={query}")])
+        .await;
+    client.goto(&format!("{}/admin/clients/demo", app.base)).await.unwrap();
+    click(client, "#operations-link").await;
+    wait_until(client, "the operations page", || async { path(client).await == "/admin/clients/demo/operations" })
+        .await;
+    assert!(text_of(client, "#training-runs").await.contains("No runs yet."));
+    click(client, "#train-now").await;
+    wait_until(client, "the run in the history", || async {
+        client.find(Locator::Css("#training-runs .chip.set")).await.is_ok()
+    })
+    .await;
+    let runs = text_of(client, "#training-runs").await;
+    assert!(runs.contains("admin:admin"), "{runs}");
+    assert!(text_of(client, "#training-state").await.contains("4 FAQ entries"), "the new knowledge is live");
+    1
+}
+
+/// 12-13: a client admin sees only its client, in the list and by URL; signing out ends it.
 async fn client_admin_checks(client: &Client, app: &TestApp) -> usize {
     assert!(app.cli(&["client", "add", "other-shop"]).status.success());
     let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))

@@ -12,6 +12,7 @@ mod trello_fake;
 mod admin_api;
 mod admin_browser;
 mod admin_checks;
+mod admin_operations;
 mod bad_input;
 mod browser;
 mod cable;

@@ -104,6 +104,12 @@ async fn conformance(store: Arc<dyn Store>) {
     store.training_finish(c.id, "c", 3_700, Ok(42)).await.unwrap();
     let t = store.training_status(c.id).await.unwrap().unwrap();
     assert_eq!((t.last_success_at, t.entry_count, t.last_error), (Some(3_700), Some(42), None));
+    // ... and both finished runs are in the history, newest first; a foreign owner adds none.
+    store.training_finish(c.id, "nobody", 3_800, Ok(1)).await.unwrap();
+    let runs = store.training_runs(c.id, 10).await.unwrap();
+    let seen: Vec<_> = runs.iter().map(|r| (r.owner.as_str(), r.finished_at, r.entries, r.error.as_deref())).collect();
+    assert_eq!(seen, [("c", 3_700, 42, None), ("b", 3_500, 0, Some("page 2: boom"))]);
+    assert_eq!(store.training_runs(c.id, 1).await.unwrap().len(), 1);
 
     // sessions are found by token hash and client only
     let s1 = store.session_create(c.id, "hash-1", "c_1", 5).await.unwrap();
@@ -396,6 +402,13 @@ async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) 
         (dead.len(), dead[0].id, dead[0].dead_at, dead[0].last_error.as_deref()),
         (1, b1, Some(600), Some("too old"))
     );
+    assert!(!store.outbox_revive(client + 1, b1, 650).await.unwrap(), "another client's item");
+    assert!(!store.outbox_revive(client, a2, 650).await.unwrap(), "only dead items");
+    assert!(store.outbox_revive(client, b1, 650).await.unwrap());
+    assert!(store.outbox_dead_letters(client).await.unwrap().is_empty());
+    let revived = store.outbox_due(700, 10).await.unwrap().into_iter().find(|i| i.id == b1).expect("b1 due again");
+    assert_eq!(revived.attempts, 0);
+    store.outbox_dead(b1, 600, "too old").await.unwrap();
     let b2 = store.outbox_push(client, s2, "message", "{}", 650).await.unwrap();
     assert_eq!(ids(store.outbox_due(700, 10).await.unwrap()), [a2, b2], "a dead item no longer blocks its session");
 

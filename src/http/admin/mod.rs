@@ -5,6 +5,7 @@
 pub mod checks;
 pub mod clients;
 pub mod openapi;
+pub mod operations;
 pub mod pages;
 
 use std::net::SocketAddr;

@@ -148,6 +148,64 @@ pub fn spec() -> Value {
                     }
                 }
             },
+            "/api/admin/clients/{uid}/training": {
+                "parameters": [uid_param],
+                "get": {
+                    "operationId": "getTraining", "summary": "Training status and history", "security": reads,
+                    "responses": {
+                        "200": json_response("The running run's progress, the last result and the newest runs.", "Training"),
+                        "401": error_response("Not signed in."),
+                        "404": error_response("No such client, or not one this account manages.")
+                    }
+                },
+                "post": {
+                    "operationId": "startTraining", "summary": "Start a training run in the background", "security": session,
+                    "responses": {
+                        "202": {"description": "Started; follow it with GET.", "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["started"], "properties": {"started": {"type": "boolean"}}
+                        }}}},
+                        "401": error_response("Not signed in."),
+                        "403": error_response("No or a wrong CSRF token, or a cross-site request."),
+                        "404": error_response("No such client, or not one this account manages."),
+                        "409": error_response("No training source is configured, or a run is in progress.")
+                    }
+                }
+            },
+            "/api/admin/clients/{uid}/usage": {
+                "parameters": [uid_param],
+                "get": {
+                    "operationId": "getUsage", "summary": "Model tokens per UTC day, the last 14 days", "security": reads,
+                    "responses": {
+                        "200": json_response("Newest day first.", "Usage"),
+                        "401": error_response("Not signed in."),
+                        "404": error_response("No such client, or not one this account manages.")
+                    }
+                }
+            },
+            "/api/admin/clients/{uid}/outbox": {
+                "parameters": [uid_param],
+                "get": {
+                    "operationId": "getDeadLetters", "summary": "Operator deliveries that were given up", "security": reads,
+                    "responses": {
+                        "200": json_response("Newest first.", "DeadLetters"),
+                        "401": error_response("Not signed in."),
+                        "404": error_response("No such client, or not one this account manages.")
+                    }
+                }
+            },
+            "/api/admin/clients/{uid}/outbox/{id}/retry": {
+                "parameters": [uid_param, {"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64"}}],
+                "post": {
+                    "operationId": "retryDeadLetter", "summary": "Try a given-up delivery again", "security": session,
+                    "responses": {
+                        "204": {"description": "Queued again."},
+                        "400": error_response("The id is not a number."),
+                        "401": error_response("Not signed in."),
+                        "403": error_response("No or a wrong CSRF token, or a cross-site request."),
+                        "404": error_response("No such client, or no given-up item with this id.")
+                    }
+                }
+            },
             "/api/admin/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -265,6 +323,34 @@ fn schemas() -> Value {
         }},
         "Setting": setting,
         "Client": client,
+        "Training": {"type": "object", "required": ["configured", "knowledgeEntries", "status", "runs"], "properties": {
+            "configured": {"type": "boolean", "description": "Whether graphql_url and graphql_query are set."},
+            "knowledgeEntries": {"type": "integer", "minimum": 0},
+            "status": {"type": "object", "required": ["running"], "properties": {
+                "running": {"type": "boolean"},
+                "startedAt": {"type": ["string", "null"]}, "pages": {"type": "integer"}, "entries": {"type": "integer"},
+                "lastSuccessAt": {"type": ["string", "null"]}, "entryCount": {"type": ["integer", "null"]},
+                "lastErrorAt": {"type": ["string", "null"]}, "lastError": {"type": ["string", "null"]}
+            }},
+            "runs": {"type": "array", "items": {"type": "object", "required": ["owner", "startedAt", "finishedAt", "pages", "entries"], "properties": {
+                "owner": {"type": "string"}, "startedAt": {"type": "string"}, "finishedAt": {"type": "string"},
+                "seconds": {"type": "number"}, "pages": {"type": "integer"}, "entries": {"type": "integer"},
+                "error": {"type": ["string", "null"]}
+            }}}
+        }},
+        "Usage": {"type": "object", "required": ["dailyBudget", "days"], "properties": {
+            "dailyBudget": {"type": "integer"},
+            "days": {"type": "array", "items": {"type": "object", "required": ["day", "answers", "promptTokens", "completionTokens", "totalTokens"], "properties": {
+                "day": {"type": "string", "format": "date"}, "answers": {"type": "integer"},
+                "promptTokens": {"type": "integer"}, "completionTokens": {"type": "integer"}, "totalTokens": {"type": "integer"}
+            }}}
+        }},
+        "DeadLetters": {"type": "object", "required": ["deadLetters"], "properties": {"deadLetters": {"type": "array", "items": {
+            "type": "object", "required": ["id", "kind", "createdAt", "attempts"], "properties": {
+                "id": {"type": "integer"}, "kind": {"type": "string"}, "createdAt": {"type": "string"},
+                "deadAt": {"type": ["string", "null"]}, "attempts": {"type": "integer"}, "lastError": {"type": ["string", "null"]}
+            }
+        }}}},
         "CheckInput": {"type": "object", "properties": {
             "query": {"type": ["string", "null"], "description": "The catalog test's sample search term (default: lamp)."}
         }},

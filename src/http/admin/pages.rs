@@ -24,13 +24,14 @@ use crate::registry::ClientRuntime;
 
 const CSS: &str = include_str!("../../../assets/admin/admin.css");
 const JS: &str = include_str!("../../../assets/admin/admin.js");
+const OPERATIONS_JS: &str = include_str!("../../../assets/admin/operations.js");
 
 /// The signed-in account as every page's header shows it.
-struct Me {
-    username: String,
-    role: &'static str,
-    server: bool,
-    csrf: String,
+pub struct Me {
+    pub username: String,
+    pub role: &'static str,
+    pub server: bool,
+    pub csrf: String,
 }
 
 impl From<&Principal> for Me {
@@ -79,10 +80,11 @@ struct GroupView {
 fn checks_of(group: Group) -> &'static [(&'static str, &'static str)] {
     match group {
         Group::Model => &[("model", "Test the model")],
-        Group::Training => &[("embeddings", "Test embeddings")],
+        Group::Training => &[("graphql", "Test the GraphQL query"), ("embeddings", "Test embeddings")],
         Group::Tasks => &[("tasks", "Test Trello")],
         Group::Catalog => &[("catalog", "Test a product search")],
-        Group::General | Group::Operator => &[],
+        Group::Operator => &[("operator", "Test Chatwoot")],
+        Group::General => &[],
     }
 }
 
@@ -103,7 +105,7 @@ struct ClientPage {
 }
 
 /// A page with the panel's security headers.
-fn page(status: StatusCode, html: Result<String, askama::Error>) -> Response {
+pub fn page(status: StatusCode, html: Result<String, askama::Error>) -> Response {
     let html = match html {
         Ok(html) => html,
         Err(e) => return ApiError::internal(&e).into_response(),
@@ -130,7 +132,7 @@ fn see(location: &str) -> Response {
 
 /// A signed-in admin on a page; anyone else is sent to the sign-in page. Posts must come from
 /// this site (their `_csrf` field is checked by the handler, which has the form).
-pub struct AdminPage(Principal);
+pub struct AdminPage(pub Principal);
 
 impl FromRequestParts<AppState> for AdminPage {
     type Rejection = Response;
@@ -150,7 +152,7 @@ impl FromRequestParts<AppState> for AdminPage {
 }
 
 /// The form's `_csrf` must be the session's token.
-fn check_csrf(principal: &Principal, form: &[(String, String)]) -> Result<(), ApiError> {
+pub fn check_csrf(principal: &Principal, form: &[(String, String)]) -> Result<(), ApiError> {
     let given = form.iter().find(|(k, _)| k == "_csrf").map_or("", |(_, v)| v.as_str());
     if constant_time_eq(given, &principal.csrf) {
         Ok(())
@@ -456,6 +458,11 @@ pub async fn css() -> Response {
 /// `GET /admin/assets/admin.js`.
 pub async fn js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
+}
+
+/// `GET /admin/assets/operations.js`.
+pub async fn operations_js() -> Response {
+    asset("text/javascript; charset=utf-8", OPERATIONS_JS)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -1,0 +1,124 @@
+//! The Operations page's API: a training run started by an admin and followed to its end in the
+//! history, token use per day, and an undelivered operator item retried; all of it only for the
+//! admins of the client.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::graphql_fake::{FakeShop, hotel_faqs};
+use crate::support::{ADMIN_PASSWORD, TestApp};
+
+const PAGED: &str = "query Faq($pageSize: Int!, $currentPage: Int!) { faqs(pageSize: $pageSize, currentPage: $currentPage) { items { id question answer } page_info { total_pages } } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_trains_and_sees_the_run_in_the_history() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("admin", ADMIN_PASSWORD).await;
+    let (status, body) = admin.call(Method::POST, "/api/admin/clients/demo/training", json!({})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("training_not_configured")));
+
+    let shop = FakeShop::start(hotel_faqs(7)).await;
+    let url = shop.url("/graphql");
+    app.set_client("demo", &[&format!("graphql_url={url}"), &format!("graphql_query={PAGED}"), "chunk_size=3"]).await;
+    let (status, body) = admin.call(Method::POST, "/api/admin/clients/demo/training", json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let training = loop {
+        let (_, t) = admin.get("/api/admin/clients/demo/training").await;
+        if t["runs"].as_array().is_some_and(|r| !r.is_empty()) {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no finished run: {t:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let run = &training["runs"][0];
+    assert_eq!(
+        (run["owner"].as_str(), run["entries"].as_i64(), run["pages"].as_i64()),
+        (Some("admin:admin"), Some(7), Some(3))
+    );
+    assert!(run["error"].is_null());
+    assert_eq!(training["status"]["running"], false);
+    assert_eq!(training["status"]["entryCount"], 7);
+
+    // A failing source: the run is in the history with its reason.
+    app.set_client("demo", &["graphql_url=http://127.0.0.1:9/graphql"]).await;
+    assert_eq!(admin.call(Method::POST, "/api/admin/clients/demo/training", json!({})).await.0, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, t) = admin.get("/api/admin/clients/demo/training").await;
+        if t["runs"].as_array().unwrap().len() == 2 {
+            assert!(!t["runs"][0]["error"].as_str().unwrap().is_empty(), "{t:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed run: {t:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn usage_per_day_and_undelivered_items_with_retry() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("admin", ADMIN_PASSWORD).await;
+    let (status, usage) = admin.get("/api/admin/clients/demo/usage").await;
+    assert_eq!(status, 200);
+    let days = usage["days"].as_array().unwrap();
+    assert_eq!(days.len(), 14);
+    let today = &aia_chat::realtime::protocol::rfc3339_ms(aia_chat::ids::now_ms())[..10];
+    assert_eq!(days[0]["day"], today, "newest first");
+    assert_eq!(days[0]["totalTokens"], 0);
+
+    // An item Chatwoot never took (made directly: the operator flow is tested elsewhere).
+    let store = &app.state.store;
+    let client = app.state.registry.get("demo").unwrap().row.id;
+    let session = store.session_create(client, "hash-ops", "c_ops", 1).await.unwrap();
+    let item = store.outbox_push(client, session.id, "handoff", "{}", 1).await.unwrap();
+    store.outbox_dead(item, 2, "Chatwoot answered 404: inbox not found").await.unwrap();
+    let (_, outbox) = admin.get("/api/admin/clients/demo/outbox").await;
+    let dead: &Value = &outbox["deadLetters"][0];
+    assert_eq!((dead["id"].as_i64(), dead["kind"].as_str()), (Some(item), Some("handoff")));
+    assert_eq!(dead["lastError"], "Chatwoot answered 404: inbox not found");
+
+    let owner = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["admin", "add", "owner", "--client", "other"])
+        .env("AIA_DATA_DIR", app.data_dir())
+        .env("AIA_NEW_PASSWORD", "owner-password-1")
+        .output()
+        .unwrap();
+    assert!(!owner.status.success(), "no such client yet");
+    assert!(app.cli(&["client", "add", "other"]).status.success());
+    let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["admin", "add", "owner", "--client", "other"])
+        .env("AIA_DATA_DIR", app.data_dir())
+        .env("AIA_NEW_PASSWORD", "owner-password-1")
+        .output()
+        .unwrap();
+    assert!(add.status.success());
+    let owner = app.admin("owner", "owner-password-1").await;
+    for path in ["/api/admin/clients/demo/outbox", "/api/admin/clients/demo/usage", "/api/admin/clients/demo/training"]
+    {
+        assert_eq!(owner.get(path).await.0, 404, "{path}: another shop's operations");
+    }
+    let retry = format!("/api/admin/clients/demo/outbox/{item}/retry");
+    assert_eq!(owner.request(Method::POST, &retry).send().await.unwrap().status(), 404);
+
+    let r = admin.request(Method::POST, &retry).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    // The relay takes it at once; the demo has no Chatwoot, so it is given up again, later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, outbox) = admin.get("/api/admin/clients/demo/outbox").await;
+        match outbox["deadLetters"].as_array().unwrap().first() {
+            Some(d) if d["deadAt"] != "1970-01-01T00:00:00.002Z" => {
+                assert!(d["lastError"].as_str().unwrap().contains("operator_url"), "{d}");
+                break;
+            }
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the retry was not attempted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unknown = admin.request(Method::POST, "/api/admin/clients/demo/outbox/999999/retry").send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+}
