@@ -45,6 +45,10 @@ pub fn router(state: AppState) -> Router {
             "/admin/clients/{uid}/operations",
             get(admin::operations::operations).post(admin::operations::operations_form),
         )
+        .route("/admin/clients/{uid}/conversations", get(admin::conversations::list_page))
+        .route("/admin/clients/{uid}/conversations/{conversation}", get(admin::conversations::transcript_page))
+        .route("/api/admin/clients/{uid}/conversations", get(admin::conversations::list))
+        .route("/api/admin/clients/{uid}/conversations/{conversation}", get(admin::conversations::show))
         .route("/api/admin/clients/{uid}/training", get(admin::operations::training).post(admin::operations::train))
         .route("/api/admin/clients/{uid}/usage", get(admin::operations::usage))
         .route("/api/admin/clients/{uid}/outbox", get(admin::operations::outbox))

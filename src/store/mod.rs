@@ -143,6 +143,24 @@ pub struct TrainingStatus {
     pub entry_count: Option<i64>,
 }
 
+/// A conversation as the admin panel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub session: SessionRow,
+    /// The newest message's time (the session's start when it has none).
+    pub last_at: i64,
+    pub messages: i64,
+    /// The visitor's first message.
+    pub first_question: Option<String>,
+    /// The hand-off to a person, if one was ever asked for.
+    pub handoff: Option<HandoffState>,
+    /// Tasks made from the conversation.
+    pub tasks: i64,
+    /// Answers the visitor rated up / down.
+    pub feedback_up: i64,
+    pub feedback_down: i64,
+}
+
 /// One finished training run, for the history.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -652,6 +670,20 @@ pub trait Store: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<(Vec<Message>, bool)>;
+    /// A client's conversations with at least one message, newest activity first; `search`
+    /// (when not empty) keeps those with a message containing it (case-insensitive for ASCII)
+    /// or with that conversation id.
+    async fn conversations(
+        &self,
+        client_id: i64,
+        search: &str,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<ConversationSummary>>;
+    /// A client's session by its public conversation id.
+    async fn session_by_conversation(&self, client_id: i64, conversation_id: &str) -> StoreResult<Option<SessionRow>>;
+    /// The tasks made from a session, oldest first.
+    async fn tasks_of_session(&self, session_id: i64) -> StoreResult<Vec<TaskRecord>>;
     /// Sets the visitor's rating of the assistant or operator message `seq` of this session
     /// (`None` clears it); false when the session has no such message, so a visitor can only
     /// rate answers they were given.

@@ -998,6 +998,83 @@ macro_rules! sql_store {
                 Ok((page, more))
             }
 
+            async fn conversations(
+                &self,
+                client_id: i64,
+                search: &str,
+                offset: u32,
+                limit: u32,
+            ) -> StoreResult<Vec<ConversationSummary>> {
+                let search = search.trim();
+                let pattern = format!(
+                    "%{}%",
+                    search.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                );
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    ", (SELECT MAX(m.created_at) FROM messages m WHERE m.session_id = s.id) AS last_at, \
+                     (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id), \
+                     (SELECT m.text FROM messages m WHERE m.session_id = s.id AND m.role = 'visitor' ORDER BY m.seq LIMIT 1), \
+                     (SELECT l.state FROM operator_links l WHERE l.session_id = s.id), \
+                     (SELECT COUNT(*) FROM tasks t WHERE t.session_id = s.id), \
+                     (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND m.feedback = 'up'), \
+                     (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND m.feedback = 'down') \
+                     FROM sessions s WHERE s.client_id = $1 \
+                     AND EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id \
+                       AND ($2 = '' OR s.conversation_id = $2 OR LOWER(m.text) LIKE $3 ESCAPE '\\')) \
+                     ORDER BY last_at DESC, s.id DESC LIMIT $4 OFFSET $5"
+                ))
+                .bind(client_id)
+                .bind(search)
+                .bind(pattern)
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.reader)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let session = session_from(r)?;
+                        let handoff: Option<String> = r.try_get(9)?;
+                        Ok(ConversationSummary {
+                            last_at: r.try_get::<Option<i64>, _>(6)?.unwrap_or(session.created_at),
+                            session,
+                            messages: r.try_get(7)?,
+                            first_question: r.try_get(8)?,
+                            handoff: handoff.as_deref().map(HandoffState::parse),
+                            tasks: r.try_get(10)?,
+                            feedback_up: r.try_get(11)?,
+                            feedback_down: r.try_get(12)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn session_by_conversation(
+                &self,
+                client_id: i64,
+                conversation_id: &str,
+            ) -> StoreResult<Option<SessionRow>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    " FROM sessions s WHERE s.client_id = $1 AND s.conversation_id = $2"
+                ))
+                .bind(client_id)
+                .bind(conversation_id)
+                .fetch_optional(&self.reader)
+                .await?;
+                Ok(row.as_ref().map(session_from).transpose()?)
+            }
+
+            async fn tasks_of_session(&self, session_id: i64) -> StoreResult<Vec<TaskRecord>> {
+                let rows = sqlx::query(concat!("SELECT ", task_columns!(), " FROM tasks WHERE session_id = $1 ORDER BY id"))
+                    .bind(session_id)
+                    .fetch_all(&self.reader)
+                    .await?;
+                Ok(rows.iter().map(task_from).collect::<Result<_, _>>()?)
+            }
+
             async fn message_feedback(
                 &self,
                 session_id: i64,

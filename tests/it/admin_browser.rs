@@ -44,6 +44,8 @@ async fn admin_panel_in_a_real_browser() {
         let n = n + editor_checks(&client, &app).await;
         let n = n + test_button_checks(&client, &app).await;
         let n = n + operations_checks(&client, &app).await;
+        let n = n + conversation_checks(&client, &app).await;
+        let n = n + tablet_checks(&client, &app).await;
         n + client_admin_checks(&client, &app).await
     });
     let outcome = AssertUnwindSafe(run).catch_unwind().await;
@@ -262,7 +264,44 @@ async fn operations_checks(client: &Client, app: &TestApp) -> usize {
     1
 }
 
-/// 12-13: a client admin sees only its client, in the list and by URL; signing out ends it.
+/// 12: a conversation found by a word of it, and its transcript.
+async fn conversation_checks(client: &Client, app: &TestApp) -> usize {
+    let (mut ws, _) = app.visitor(None).await;
+    ws.ask("c1", "Do you ship internationally?").await;
+    client.goto(&format!("{}/admin/clients/demo", app.base)).await.unwrap();
+    click(client, "#conversations-link").await;
+    wait_until(client, "the conversations", || async { path(client).await == "/admin/clients/demo/conversations" })
+        .await;
+    client.find(Locator::Id("q")).await.unwrap().send_keys("internationally").await.unwrap();
+    press(client, Key::Enter).await;
+    wait_until(client, "the search", || async { path(client).await.contains("q=internationally") }).await;
+    assert!(text_of(client, "#conversations").await.contains("Do you ship internationally?"));
+    click(client, "#conversations tbody a").await;
+    wait_until(client, "the transcript", || async { client.find(Locator::Id("transcript")).await.is_ok() }).await;
+    let transcript = text_of(client, "#transcript").await;
+    assert!(transcript.contains("visitor") && transcript.contains("Do you ship internationally?"), "{transcript}");
+    assert!(transcript.contains("assistant"), "{transcript}");
+    1
+}
+
+/// 13: on a tablet (768 px wide) no admin page scrolls sideways.
+async fn tablet_checks(client: &Client, app: &TestApp) -> usize {
+    client.set_window_size(768, 1024).await.unwrap();
+    for page in
+        ["/admin/clients", "/admin/clients/demo", "/admin/clients/demo/operations", "/admin/clients/demo/conversations"]
+    {
+        client.goto(&format!("{}{page}", app.base)).await.unwrap();
+        let wide: Value = client
+            .execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth", vec![])
+            .await
+            .unwrap();
+        assert!(wide.as_f64().unwrap() <= 0.0, "{page} scrolls sideways by {wide} px at 768 px");
+    }
+    client.set_window_size(1280, 900).await.unwrap();
+    1
+}
+
+/// 14-15: a client admin sees only its client, in the list and by URL; signing out ends it.
 async fn client_admin_checks(client: &Client, app: &TestApp) -> usize {
     assert!(app.cli(&["client", "add", "other-shop"]).status.success());
     let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))

@@ -122,3 +122,57 @@ async fn usage_per_day_and_undelivered_items_with_retry() {
     let unknown = admin.request(Method::POST, "/api/admin/clients/demo/outbox/999999/retry").send().await.unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_are_listed_searched_and_read_by_their_admins_only() {
+    let app = TestApp::spawn().await;
+    let (mut ws, _) = app.visitor(None).await;
+    ws.ask("q1", "How long does shipping take?").await;
+    let (mut other, _) = app.visitor(None).await;
+    other.ask("q2", "Are returns free?").await;
+    let admin = app.admin("admin", ADMIN_PASSWORD).await;
+
+    let (status, list) = admin.get("/api/admin/clients/demo/conversations").await;
+    assert_eq!(status, 200);
+    let rows = list["conversations"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list:#}");
+    assert_eq!(rows[0]["firstQuestion"], "Are returns free?", "newest activity first");
+    assert_eq!((rows[1]["messages"].as_i64(), rows[1]["handoff"].is_null()), (Some(2), true));
+    let (_, found) = admin.get("/api/admin/clients/demo/conversations?q=SHIPPING").await;
+    assert_eq!(found["conversations"].as_array().unwrap().len(), 1);
+    let id = found["conversations"][0]["conversationId"].as_str().unwrap().to_string();
+    let (_, none) = admin.get("/api/admin/clients/demo/conversations?q=teleport").await;
+    assert!(none["conversations"].as_array().unwrap().is_empty());
+
+    let (status, t) = admin.get(&format!("/api/admin/clients/demo/conversations/{id}")).await;
+    assert_eq!(status, 200);
+    let roles: Vec<&str> = t["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["visitor", "assistant"]);
+    assert!(t["messages"][1]["text"].as_str().unwrap().contains("working day"), "{t:#}");
+    assert_eq!(t["visitor"]["verified"], false);
+    let (status, _) = admin.get("/api/admin/clients/demo/conversations/c_nothing").await;
+    assert_eq!(status, 404);
+    let page =
+        admin.request(Method::GET, &format!("/admin/clients/demo/conversations?q=shipping")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("How long does shipping take?") && !html.contains("Are returns free?"), "{html}");
+
+    assert!(app.cli(&["client", "add", "other"]).status.success());
+    let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["admin", "add", "owner", "--client", "other"])
+        .env("AIA_DATA_DIR", app.data_dir())
+        .env("AIA_NEW_PASSWORD", "owner-password-1")
+        .output()
+        .unwrap();
+    assert!(add.status.success());
+    let owner = app.admin("owner", "owner-password-1").await;
+    assert_eq!(owner.get("/api/admin/clients/demo/conversations").await.0, 404, "another shop's conversations");
+    assert_eq!(owner.get(&format!("/api/admin/clients/demo/conversations/{id}")).await.0, 404);
+    assert_eq!(
+        owner.get(&format!("/api/admin/clients/other/conversations/{id}")).await.0,
+        404,
+        "not through another client"
+    );
+    let page = owner.request(Method::GET, "/admin/clients/demo/conversations").send().await.unwrap();
+    assert_eq!(page.status(), 404);
+}

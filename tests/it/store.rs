@@ -211,7 +211,46 @@ async fn conformance(store: Arc<dyn Store>) {
     task_conformance(store.as_ref(), c.id, s1.id).await;
     vector_conformance(store.as_ref(), c.id).await;
     admin_conformance(store.as_ref(), c.id).await;
+    conversation_conformance(store.as_ref()).await;
     store.ping().await.unwrap();
+}
+
+/// The admin panel's conversation list: newest activity first, search in messages (with LIKE's
+/// wildcards taken literally) or by conversation id, feedback and task counts, paging.
+async fn conversation_conformance(store: &dyn Store) {
+    let c = store.client_create("conversations", 1).await.unwrap();
+    let a = store.session_create(c.id, "h-a", "c_aaa", 10).await.unwrap();
+    let b = store.session_create(c.id, "h-b", "c_bbb", 20).await.unwrap();
+    let silent = store.session_create(c.id, "h-s", "c_sss", 30).await.unwrap();
+    let at = |m: NewMessage, t: i64| NewMessage { created_at: t, ..m };
+    store.message_insert(&at(visitor(a.id, "a1", "Where is my ORDER?"), 100)).await.unwrap();
+    let answer =
+        NewMessage { role: Role::Assistant, client_msg_id: None, ..at(visitor(a.id, "x", "It ships today."), 110) };
+    let Inserted::New(answer) = store.message_insert(&answer).await.unwrap() else { panic!("new") };
+    assert!(store.message_feedback(a.id, answer.seq, Some(aia_chat::store::Feedback::Down)).await.unwrap());
+    store.message_insert(&at(visitor(b.id, "b1", "100% cotton_shirt?"), 200)).await.unwrap();
+
+    let list = store.conversations(c.id, "", 0, 10).await.unwrap();
+    let ids: Vec<&str> = list.iter().map(|s| s.session.conversation_id.as_str()).collect();
+    assert_eq!(ids, ["c_bbb", "c_aaa"], "newest activity first; silent sessions left out");
+    let first = &list[1];
+    assert_eq!((first.last_at, first.messages, first.feedback_up, first.feedback_down), (110, 2, 0, 1));
+    assert_eq!((first.first_question.as_deref(), first.handoff, first.tasks), (Some("Where is my ORDER?"), None, 0));
+    let found = |q: &'static str| async move {
+        store.conversations(c.id, q, 0, 10).await.unwrap().into_iter().map(|s| s.session.id).collect::<Vec<_>>()
+    };
+    assert_eq!(found("my order").await, [a.id], "case-insensitive");
+    assert_eq!(found("100%").await, [b.id]);
+    assert_eq!(found("0% c").await, [b.id]);
+    assert_eq!(found("%").await, [b.id], "a % is a literal");
+    assert_eq!(found("n_shirt").await, [b.id]);
+    assert!(found("%_c").await.is_empty(), "wildcards are literals");
+    assert!(found("my_order").await.is_empty(), "an _ is a literal");
+    assert_eq!(found("c_aaa").await, [a.id], "by conversation id");
+    assert_eq!(store.conversations(c.id, "", 1, 10).await.unwrap().len(), 1, "offset");
+    assert_eq!(store.session_by_conversation(c.id, "c_sss").await.unwrap().map(|s| s.id), Some(silent.id));
+    assert_eq!(store.session_by_conversation(c.id + 1, "c_sss").await.unwrap(), None);
+    assert!(store.tasks_of_session(a.id).await.unwrap().is_empty());
 }
 
 /// Admin accounts: unique names, grants, sessions that expire and end with a new password,
@@ -427,7 +466,7 @@ async fn conformance_sqlite() {
     conformance(aia_chat::store::open(None, dir.path()).await.unwrap()).await;
     // Reopening migrates nothing twice and keeps the data.
     let store = aia_chat::store::open(None, dir.path()).await.unwrap();
-    assert_eq!(store.client_list().await.unwrap().len(), 2);
+    assert_eq!(store.client_list().await.unwrap().len(), 3);
 }
 
 /// Creates a fresh database on the server of `TEST_DATABASE_URL` and returns its URL.

@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod clients;
+pub mod conversations;
 pub mod openapi;
 pub mod operations;
 pub mod pages;

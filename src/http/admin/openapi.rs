@@ -148,6 +148,35 @@ pub fn spec() -> Value {
                     }
                 }
             },
+            "/api/admin/clients/{uid}/conversations": {
+                "parameters": [uid_param],
+                "get": {
+                    "operationId": "listConversations", "summary": "Conversations, newest activity first", "security": reads,
+                    "parameters": [
+                        {"name": "q", "in": "query", "required": false, "schema": {"type": "string"},
+                         "description": "Keeps conversations with a message containing it (case-insensitive), or with this conversation id."},
+                        {"name": "page", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+                    ],
+                    "responses": {
+                        "200": json_response("One page (25) of conversations.", "Conversations"),
+                        "400": error_response("A malformed query."),
+                        "401": error_response("Not signed in."),
+                        "404": error_response("No such client, or not one this account manages.")
+                    }
+                }
+            },
+            "/api/admin/clients/{uid}/conversations/{conversation}": {
+                "parameters": [uid_param, {"name": "conversation", "in": "path", "required": true, "schema": {"type": "string"},
+                    "description": "The conversation id (c_…), never the visitor's session token."}],
+                "get": {
+                    "operationId": "getConversation", "summary": "A transcript with its hand-off state and tasks", "security": reads,
+                    "responses": {
+                        "200": json_response("The newest 500 messages, oldest first.", "Transcript"),
+                        "401": error_response("Not signed in."),
+                        "404": error_response("No such client or conversation, or not one this account manages.")
+                    }
+                }
+            },
             "/api/admin/clients/{uid}/training": {
                 "parameters": [uid_param],
                 "get": {
@@ -323,6 +352,33 @@ fn schemas() -> Value {
         }},
         "Setting": setting,
         "Client": client,
+        "Conversations": {"type": "object", "required": ["conversations", "page", "more"], "properties": {
+            "page": {"type": "integer"}, "more": {"type": "boolean"},
+            "conversations": {"type": "array", "items": {"type": "object",
+                "required": ["conversationId", "startedAt", "lastAt", "messages", "tasks", "feedback"], "properties": {
+                "conversationId": {"type": "string"}, "startedAt": {"type": "string"}, "lastAt": {"type": "string"},
+                "messages": {"type": "integer"}, "firstQuestion": {"type": ["string", "null"]},
+                "handoff": {"type": ["string", "null"], "enum": ["bot", "waiting", "human", null]},
+                "tasks": {"type": "integer"},
+                "feedback": {"type": "object", "required": ["up", "down"], "properties": {"up": {"type": "integer"}, "down": {"type": "integer"}}},
+                "visitorName": {"type": ["string", "null"], "description": "What the host page said (unverified)."}
+            }}}
+        }},
+        "Transcript": {"type": "object", "required": ["conversationId", "startedAt", "visitor", "messages", "tasks", "earlierMessages"], "properties": {
+            "conversationId": {"type": "string"}, "startedAt": {"type": "string"},
+            "visitor": {"type": "object", "properties": {"name": {"type": ["string", "null"]}, "email": {"type": ["string", "null"]}, "verified": {"type": "boolean"}}},
+            "handoff": {"type": ["string", "null"]},
+            "earlierMessages": {"type": "boolean"},
+            "messages": {"type": "array", "items": {"type": "object", "required": ["seq", "role", "text", "at"], "properties": {
+                "seq": {"type": "integer"}, "role": {"type": "string", "enum": ["visitor", "assistant", "operator", "system"]},
+                "text": {"type": "string"}, "at": {"type": "string"}, "source": {"type": ["string", "null"]},
+                "entryId": {"type": ["string", "null"]}, "feedback": {"type": ["string", "null"]}, "author": {"type": ["string", "null"]}
+            }}},
+            "tasks": {"type": "array", "items": {"type": "object", "required": ["title", "state", "createdAt"], "properties": {
+                "title": {"type": "string"}, "state": {"type": "string"}, "reference": {"type": ["string", "null"]},
+                "url": {"type": ["string", "null"]}, "createdAt": {"type": "string"}, "lastError": {"type": ["string", "null"]}
+            }}}
+        }},
         "Training": {"type": "object", "required": ["configured", "knowledgeEntries", "status", "runs"], "properties": {
             "configured": {"type": "boolean", "description": "Whether graphql_url and graphql_query are set."},
             "knowledgeEntries": {"type": "integer", "minimum": 0},
