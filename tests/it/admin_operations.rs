@@ -152,8 +152,7 @@ async fn conversations_are_listed_searched_and_read_by_their_admins_only() {
     assert_eq!(t["visitor"]["verified"], false);
     let (status, _) = admin.get("/api/admin/clients/demo/conversations/c_nothing").await;
     assert_eq!(status, 404);
-    let page =
-        admin.request(Method::GET, &format!("/admin/clients/demo/conversations?q=shipping")).send().await.unwrap();
+    let page = admin.request(Method::GET, "/admin/clients/demo/conversations?q=shipping").send().await.unwrap();
     let html = page.text().await.unwrap();
     assert!(html.contains("How long does shipping take?") && !html.contains("Are returns free?"), "{html}");
 
