@@ -287,14 +287,7 @@ async fn a_client_admin_sees_and_changes_only_its_own_clients() {
     let app = TestApp::spawn().await;
     let admin = app.admin("admin", ADMIN_PASSWORD).await;
     admin.call(Method::POST, "/api/admin/clients", json!({"uid": "other-shop"})).await;
-    let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-        .args(["admin", "add", "owner@demo.example", "--role", "client", "--client", "demo"])
-        .env("AIA_DATA_DIR", app.data_dir())
-        .env("AIA_NEW_PASSWORD", "owner-password-1")
-        .env_remove("AIA_SECRET_KEY")
-        .env_remove("AIA_DATABASE_URL")
-        .output()
-        .unwrap();
+    let add = app.add_client_admin("owner@demo.example", "owner-password-1", &["demo"]);
     assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
     let listed = String::from_utf8(app.cli(&["admin", "list"]).stdout).unwrap();
     assert!(listed.contains("owner@demo.example\tclient\tdemo"), "{listed}");

@@ -304,14 +304,7 @@ async fn tablet_checks(client: &Client, app: &TestApp) -> usize {
 /// 14-15: a client admin sees only its client, in the list and by URL; signing out ends it.
 async fn client_admin_checks(client: &Client, app: &TestApp) -> usize {
     assert!(app.cli(&["client", "add", "other-shop"]).status.success());
-    let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-        .args(["admin", "add", "owner", "--client", "demo"])
-        .env("AIA_DATA_DIR", app.data_dir())
-        .env("AIA_NEW_PASSWORD", "owner-password-1")
-        .env_remove("AIA_SECRET_KEY")
-        .env_remove("AIA_DATABASE_URL")
-        .output()
-        .unwrap();
+    let add = app.add_client_admin("owner", "owner-password-1", &["demo"]);
     assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
     wait_until(client, "the server to load the new client", || async {
         app.state.registry.get("other-shop").is_some()

@@ -80,20 +80,10 @@ async fn usage_per_day_and_undelivered_items_with_retry() {
     assert_eq!((dead["id"].as_i64(), dead["kind"].as_str()), (Some(item), Some("handoff")));
     assert_eq!(dead["lastError"], "Chatwoot answered 404: inbox not found");
 
-    let owner = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-        .args(["admin", "add", "owner", "--client", "other"])
-        .env("AIA_DATA_DIR", app.data_dir())
-        .env("AIA_NEW_PASSWORD", "owner-password-1")
-        .output()
-        .unwrap();
+    let owner = app.add_client_admin("owner", "owner-password-1", &["other"]);
     assert!(!owner.status.success(), "no such client yet");
     assert!(app.cli(&["client", "add", "other"]).status.success());
-    let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-        .args(["admin", "add", "owner", "--client", "other"])
-        .env("AIA_DATA_DIR", app.data_dir())
-        .env("AIA_NEW_PASSWORD", "owner-password-1")
-        .output()
-        .unwrap();
+    let add = app.add_client_admin("owner", "owner-password-1", &["other"]);
     assert!(add.status.success());
     let owner = app.admin("owner", "owner-password-1").await;
     for path in ["/api/admin/clients/demo/outbox", "/api/admin/clients/demo/usage", "/api/admin/clients/demo/training"]
@@ -157,12 +147,7 @@ async fn conversations_are_listed_searched_and_read_by_their_admins_only() {
     assert!(html.contains("How long does shipping take?") && !html.contains("Are returns free?"), "{html}");
 
     assert!(app.cli(&["client", "add", "other"]).status.success());
-    let add = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-        .args(["admin", "add", "owner", "--client", "other"])
-        .env("AIA_DATA_DIR", app.data_dir())
-        .env("AIA_NEW_PASSWORD", "owner-password-1")
-        .output()
-        .unwrap();
+    let add = app.add_client_admin("owner", "owner-password-1", &["other"]);
     assert!(add.status.success());
     let owner = app.admin("owner", "owner-password-1").await;
     assert_eq!(owner.get("/api/admin/clients/demo/conversations").await.0, 404, "another shop's conversations");

@@ -133,6 +133,22 @@ impl TestApp {
         AdminSession { cookie, csrf: body["csrfToken"].as_str().unwrap().to_string(), base: self.base.clone() }
     }
 
+    /// `aia-chat admin add NAME --client UID…` (a client admin) with `password`.
+    pub fn add_client_admin(&self, name: &str, password: &str, clients: &[&str]) -> std::process::Output {
+        let mut args = vec!["admin", "add", name, "--role", "client"];
+        for uid in clients {
+            args.extend(["--client", uid]);
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+            .args(args)
+            .env("AIA_DATA_DIR", self.data_dir())
+            .env("AIA_NEW_PASSWORD", password)
+            .env_remove("AIA_SECRET_KEY")
+            .env_remove("AIA_DATABASE_URL")
+            .output()
+            .unwrap()
+    }
+
     /// The sign-in request, to send as it is or to tweak.
     pub fn admin_login(&self, username: &str, password: &str) -> reqwest::RequestBuilder {
         http().post(format!("{}/api/admin/login", self.base)).json(&json!({"username": username, "password": password}))

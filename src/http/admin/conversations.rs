@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::pages::{AdminPage, Me, page};
+use super::pages::{AdminPage, Me, display, page};
 use super::{Admin, no_store};
 use crate::app::AppState;
 use crate::http::ApiError;
@@ -165,15 +165,6 @@ pub async fn show(
     no_store(result.unwrap_or_else(IntoResponse::into_response))
 }
 
-/// A JSON value as display text ("" for null).
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "admin/conversations.html")]
 struct ListPage {
@@ -187,7 +178,7 @@ struct ListPage {
 
 impl ListPage {
     fn text(&self, v: &Value) -> String {
-        text(v)
+        display(v)
     }
 }
 
@@ -224,7 +215,7 @@ struct TranscriptPage {
 
 impl TranscriptPage {
     fn text(&self, v: &Value) -> String {
-        text(v)
+        display(v)
     }
 }
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::pages::{AdminPage, Me, check_csrf, page};
+use super::pages::{AdminPage, Me, display, page, posted_client};
 use super::{Admin, no_store};
 use crate::app::AppState;
 use crate::http::ApiError;
@@ -224,11 +224,7 @@ struct OperationsPage {
 impl OperationsPage {
     /// A JSON value as display text ("" for null).
     fn text(&self, v: &Value) -> String {
-        match v {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }
+        display(v)
     }
 }
 
@@ -302,12 +298,8 @@ pub async fn operations_form(
     Path(uid): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(e) = check_csrf(&me, &form) {
-        return e.into_response();
-    }
-    let admin = Admin(me.clone());
-    let client = match admin.client(&state, &uid) {
-        Ok(c) => c,
+    let (admin, client) = match posted_client(&state, &me, &uid, &form) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());

@@ -165,6 +165,28 @@ pub fn check_csrf(principal: &Principal, form: &[(String, String)]) -> Result<()
     }
 }
 
+/// The client a posted form is for: its `_csrf` checked, and the account allowed to manage it.
+pub fn posted_client(
+    state: &AppState,
+    me: &Principal,
+    uid: &str,
+    form: &[(String, String)],
+) -> Result<(Admin, std::sync::Arc<ClientRuntime>), ApiError> {
+    check_csrf(me, form)?;
+    let admin = Admin(me.clone());
+    let client = admin.client(state, uid)?;
+    Ok((admin, client))
+}
+
+/// A JSON value as page text ("" for null), for templates that render API views.
+pub fn display(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// `GET /admin`.
 pub async fn root() -> Response {
     see("/admin/clients")
@@ -380,12 +402,8 @@ pub async fn save_client(
     Path(uid): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(e) = check_csrf(&me, &form) {
-        return e.into_response();
-    }
-    let admin = Admin(me.clone());
-    let client = match admin.client(&state, &uid) {
-        Ok(c) => c,
+    let (admin, client) = match posted_client(&state, &me, &uid, &form) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     let stored = match state.store.settings_get(client.row.id).await {
