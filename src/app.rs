@@ -204,6 +204,7 @@ impl App {
         let state = self.state;
         let background = spawn_background(&state);
         let schedule = spawn_schedule(&state);
+        let retention = spawn_retention(&state);
         let operator = tokio::spawn(crate::operator::relay::run(state.clone()));
         let cable = tokio::spawn(crate::operator::cable::run(state.clone()));
         let tasks = tokio::spawn(crate::tasks::flow::run(state.clone()));
@@ -229,6 +230,7 @@ impl App {
         }
         background.abort();
         schedule.abort();
+        retention.abort();
         operator.abort();
         tasks.abort();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cable).await;
@@ -254,6 +256,45 @@ fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
             n += 1;
             if n.is_multiple_of(120) {
                 state.limits.tidy();
+            }
+        }
+    })
+}
+
+/// Deletes conversations idle longer than their client's `retention_days`, in batches, at
+/// start and then every `retention_interval`.
+fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
+    const BATCH: u32 = 500;
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.settings.retention_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for client in state.registry.all() {
+                let days = client.settings.get("retention_days").parse::<i64>().unwrap_or(0);
+                if days <= 0 {
+                    continue;
+                }
+                let before = crate::ids::now_ms() - days * 86_400_000;
+                let mut deleted = 0;
+                loop {
+                    match state.store.sessions_expire(client.row.id, before, BATCH).await {
+                        Ok(n) => {
+                            deleted += n;
+                            if n < u64::from(BATCH) {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(client = %client.row.uid, error = %e, "deleting old conversations failed");
+                            break;
+                        }
+                    }
+                }
+                if deleted > 0 {
+                    tracing::info!(client = %client.row.uid, deleted, days, "conversations past their retention deleted");
+                }
             }
         }
     })

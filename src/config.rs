@@ -178,6 +178,8 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// How often the server looks for clients whose scheduled training is due.
     pub schedule_interval: Duration,
+    /// How often conversations past their client's `retention_days` are deleted.
+    pub retention_interval: Duration,
     /// The in-process sentence-embedding model's directory, if any.
     pub embedding_model: Option<PathBuf>,
     /// `AIA_ADMIN_PASSWORD`, for the first admin account.
@@ -255,6 +257,7 @@ impl ServeArgs {
             },
             reload_interval: Duration::from_millis(500),
             schedule_interval: Duration::from_secs(30),
+            retention_interval: Duration::from_secs(3600),
             embedding_model: self.embedding_model.clone().or(file.embedding_model),
             admin_password: self.admin_password.clone().filter(|p| !p.is_empty()).map(Password),
         })

@@ -70,12 +70,13 @@ pub enum Group {
     Operator,
     Tasks,
     Catalog,
+    Privacy,
 }
 
 impl Group {
     /// Every group, in the product's order.
-    pub const ALL: [Group; 6] =
-        [Group::General, Group::Model, Group::Training, Group::Operator, Group::Tasks, Group::Catalog];
+    pub const ALL: [Group; 7] =
+        [Group::General, Group::Model, Group::Training, Group::Operator, Group::Tasks, Group::Catalog, Group::Privacy];
 
     /// The group's stable id in the admin API and URLs.
     pub fn id(self) -> &'static str {
@@ -86,6 +87,7 @@ impl Group {
             Group::Operator => "operator",
             Group::Tasks => "tasks",
             Group::Catalog => "catalog",
+            Group::Privacy => "privacy",
         }
     }
 
@@ -98,6 +100,7 @@ impl Group {
             Group::Operator => "Operator (Chatwoot)",
             Group::Tasks => "Tasks (Trello)",
             Group::Catalog => "Products (catalog)",
+            Group::Privacy => "Privacy",
         }
     }
 }
@@ -465,6 +468,14 @@ pub const SETTINGS: &[SettingDef] = &[
         "4",
         Group::Catalog,
         "Product cards one answer shows at most.",
+    ),
+    def(
+        "retention_days",
+        Kind::Int { min: 0, max: 3650 },
+        "0",
+        Group::Privacy,
+        "Delete conversations idle this many days (their messages, hand-off links, queued deliveries and task \
+         records; cards already in Trello and conversations in Chatwoot stay there); 0 keeps them. Checked hourly.",
     ),
 ];
 

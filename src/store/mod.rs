@@ -680,6 +680,9 @@ pub trait Store: Send + Sync + 'static {
         offset: u32,
         limit: u32,
     ) -> StoreResult<Vec<ConversationSummary>>;
+    /// Deletes up to `limit` of a client's sessions that started before `before` and have no
+    /// message since, with everything they own; returns how many went.
+    async fn sessions_expire(&self, client_id: i64, before: i64, limit: u32) -> StoreResult<u64>;
     /// A client's session by its public conversation id.
     async fn session_by_conversation(&self, client_id: i64, conversation_id: &str) -> StoreResult<Option<SessionRow>>;
     /// The tasks made from a session, oldest first.

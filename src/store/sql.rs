@@ -1050,6 +1050,21 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn sessions_expire(&self, client_id: i64, before: i64, limit: u32) -> StoreResult<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE s.client_id = $1 \
+                     AND s.created_at < $2 \
+                     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id AND m.created_at >= $2) \
+                     LIMIT $3)",
+                )
+                .bind(client_id)
+                .bind(before)
+                .bind(i64::from(limit))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn session_by_conversation(
                 &self,
                 client_id: i64,

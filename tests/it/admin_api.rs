@@ -222,7 +222,7 @@ async fn clients_are_created_changed_and_deleted_and_secrets_never_come_back() {
     let (status, shop) = admin.call(Method::POST, "/api/admin/clients", json!({"uid": "shop-2"})).await;
     assert_eq!(status, 201, "{shop}");
     let groups: Vec<&str> = shop["groups"].as_array().unwrap().iter().map(|g| g["id"].as_str().unwrap()).collect();
-    assert_eq!(groups, ["general", "model", "knowledge", "operator", "tasks", "catalog"]);
+    assert_eq!(groups, ["general", "model", "knowledge", "operator", "tasks", "catalog", "privacy"]);
     assert!(shop["connectCode"].as_str().unwrap().contains("clientUid=shop-2"));
     assert!(shop["webhookUrl"].as_str().unwrap().ends_with("/api/webhook/shop-2"));
     assert!(shop["listsUrl"].as_str().unwrap().ends_with("/api/tasks/lists?clientUid=shop-2"));

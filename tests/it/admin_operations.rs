@@ -160,3 +160,46 @@ async fn conversations_are_listed_searched_and_read_by_their_admins_only() {
     let page = owner.request(Method::GET, "/admin/clients/demo/conversations").send().await.unwrap();
     assert_eq!(page.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_past_their_retention_are_deleted_and_newer_ones_kept() {
+    let app = TestApp::spawn_with(|s| s.retention_interval = Duration::from_millis(200)).await;
+    let (mut ws, _) = app.visitor(None).await;
+    ws.ask("n1", "Are returns free?").await;
+    // A conversation from 40 days ago.
+    let store = &app.state.store;
+    let client = app.state.registry.get("demo").unwrap().row.id;
+    let long_ago = aia_chat::ids::now_ms() - 40 * 86_400_000;
+    let old = store.session_create(client, "hash-old", "c_old", long_ago).await.unwrap();
+    let message = aia_chat::store::NewMessage {
+        session_id: old.id,
+        role: aia_chat::store::Role::Visitor,
+        text: "An old question".into(),
+        client_msg_id: Some("o1".into()),
+        reply_to: None,
+        source: None,
+        entry_id: None,
+        created_at: long_ago,
+        usage: None,
+        author: None,
+        attachments: Vec::new(),
+        products: Vec::new(),
+    };
+    store.message_insert(&message).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(store.session_by_conversation(client, "c_old").await.unwrap().is_some(), "kept while retention is 0");
+
+    let admin = app.admin("admin", ADMIN_PASSWORD).await;
+    let (status, view) =
+        admin.call(Method::PATCH, "/api/admin/clients/demo", json!({"settings": {"retention_days": "30"}})).await;
+    assert_eq!(status, 200, "{view}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.session_by_conversation(client, "c_old").await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the old conversation was not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, list) = admin.get("/api/admin/clients/demo/conversations").await;
+    let rows = list["conversations"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list:#}");
+    assert_eq!(rows[0]["firstQuestion"], "Are returns free?", "the recent one stays");
+}

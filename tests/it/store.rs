@@ -251,6 +251,19 @@ async fn conversation_conformance(store: &dyn Store) {
     assert_eq!(store.session_by_conversation(c.id, "c_sss").await.unwrap().map(|s| s.id), Some(silent.id));
     assert_eq!(store.session_by_conversation(c.id + 1, "c_sss").await.unwrap(), None);
     assert!(store.tasks_of_session(a.id).await.unwrap().is_empty());
+
+    // Retention: sessions idle since before the cut go with their messages, newer ones stay.
+    assert_eq!(store.sessions_expire(c.id, 100, 10).await.unwrap(), 1, "the silent one, started at 30");
+    assert_eq!(store.session_by_conversation(c.id, "c_sss").await.unwrap(), None);
+    assert_eq!(store.conversations(c.id, "", 0, 10).await.unwrap().len(), 2, "a spoke at 100 and 110, b at 200");
+    assert_eq!(store.sessions_expire(c.id, 120, 10).await.unwrap(), 1, "a: silent since 110");
+    assert_eq!(store.session_by_conversation(c.id, "c_aaa").await.unwrap(), None);
+    assert!(store.messages_page(a.id, None, 10).await.unwrap().0.is_empty(), "its messages went too");
+    assert!(store.session_by_conversation(c.id, "c_bbb").await.unwrap().is_some());
+    store.session_create(c.id, "h-d", "c_ddd", 40).await.unwrap();
+    assert_eq!(store.sessions_expire(c.id, 1_000, 1).await.unwrap(), 1, "the limit holds");
+    assert_eq!(store.sessions_expire(c.id, 1_000, 10).await.unwrap(), 1);
+    assert!(store.conversations(c.id, "", 0, 10).await.unwrap().is_empty());
 }
 
 /// Admin accounts: unique names, grants, sessions that expire and end with a new password,

@@ -84,7 +84,7 @@ fn checks_of(group: Group) -> &'static [(&'static str, &'static str)] {
         Group::Tasks => &[("tasks", "Test Trello")],
         Group::Catalog => &[("catalog", "Test a product search")],
         Group::Operator => &[("operator", "Test Chatwoot")],
-        Group::General => &[],
+        Group::General | Group::Privacy => &[],
     }
 }
 
