@@ -219,26 +219,68 @@ async fn editor_checks(client: &Client, app: &TestApp) -> usize {
     5
 }
 
-/// 9-10: the test buttons show a working board's lists, and say what to change when the
-/// model is missing.
+/// 9-10: every test button, against the fakes: each says what works, then, with every
+/// service gone, what failed and what to change.
 async fn test_button_checks(client: &Client, app: &TestApp) -> usize {
+    use crate::model_fake::{FakeModel, text_stream};
     let trello = crate::trello_fake::FakeTrello::start().await;
-    let pairs = trello.client_settings();
+    let chatwoot = crate::chatwoot_fake::FakeChatwoot::start().await;
+    let catalog = crate::catalog_fake::FakeCatalog::start().await;
+    let embeddings = crate::embeddings_fake::FakeEmbeddings::start().await;
+    let model = FakeModel::start(vec![text_stream(Duration::ZERO)]).await;
+    let shop = crate::graphql_fake::FakeShop::start(crate::graphql_fake::hotel_faqs(3)).await;
+    let query = "query Faq($pageSize: Int!, $currentPage: Int!) { faqs(pageSize: $pageSize, currentPage: $currentPage) { items { id question answer } page_info { total_pages } } }";
+    let mut pairs = trello.client_settings();
+    pairs.extend(chatwoot.client_settings());
+    pairs.extend(catalog.client_settings());
+    pairs.extend([
+        format!("embedding_url={}", embeddings.url()),
+        format!("model_url={}", model.base()),
+        "model_token=sk-test-browser-0000".to_string(),
+        format!("graphql_url={}", shop.url("/graphql")),
+        format!("graphql_query={query}"),
+    ]);
     app.set_client("demo", &pairs.iter().map(String::as_str).collect::<Vec<_>>()).await;
     client.goto(&format!("{}/admin/clients/demo", app.base)).await.unwrap();
-    click(client, "[data-check=tasks]").await;
-    wait_until(client, "the board's test result", || async {
-        text_of(client, "#check-tasks").await.starts_with("✓ The board answered")
-    })
-    .await;
+    let all = ["graphql", "embeddings", "model", "operator", "tasks", "catalog"];
+    for name in all {
+        click(client, &format!("[data-check={name}]")).await;
+    }
+    for name in all {
+        let css = format!("#check-{name}");
+        wait_until(client, &format!("{name}'s test to pass"), || async {
+            text_of(client, &css).await.starts_with('✓')
+        })
+        .await;
+    }
     assert!(text_of(client, "#check-tasks").await.contains(crate::trello_fake::LIST_INBOX));
-    click(client, "[data-check=model]").await;
-    wait_until(client, "the model's test result", || async {
-        text_of(client, "#check-model").await.starts_with("✗ No model is configured")
-    })
-    .await;
-    assert!(text_of(client, "#check-model").await.contains("Change: Set model_token"));
+    assert!(text_of(client, "#check-model").await.contains("Reply: Yes, we do."));
     save_screenshot(client, "admin-editor.png").await;
+
+    // Every service gone: each test says where it failed and what to change.
+    let dead = [
+        "model_url=http://127.0.0.1:9/v1",
+        "embedding_url=http://127.0.0.1:9/v1",
+        "graphql_url=http://127.0.0.1:9/graphql",
+        "operator_url=http://127.0.0.1:9",
+        "trello_api_url=http://127.0.0.1:9/1",
+        "product_graphql_url=http://127.0.0.1:9/graphql",
+    ];
+    app.set_client("demo", &dead).await;
+    client.refresh().await.unwrap();
+    for name in all {
+        click(client, &format!("[data-check={name}]")).await;
+    }
+    for name in all {
+        let css = format!("#check-{name}");
+        wait_until(client, &format!("{name}'s test to fail"), || async {
+            let t = text_of(client, &css).await;
+            t.starts_with('✗') && t.contains("Change: ")
+        })
+        .await;
+    }
+    let reset: Vec<String> = dead.iter().map(|d| format!("{}=", d.split('=').next().unwrap())).collect();
+    app.set_client("demo", &reset.iter().map(String::as_str).collect::<Vec<_>>()).await;
     2
 }
 
