@@ -126,6 +126,8 @@ pub enum AccountError {
     NoSuchAccount(String),
     #[error("no client '{0}'")]
     NoSuchClient(String),
+    #[error("{0} is the last server admin; add another one first")]
+    LastServerAdmin(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -187,6 +189,38 @@ pub async fn grant(store: &dyn Store, name: &str, uid: &str, granted: bool) -> R
     let row = find(store, name).await?;
     let client = store.client_get(uid).await?.ok_or_else(|| AccountError::NoSuchClient(uid.to_string()))?;
     store.admin_grant(row.id, client.id, granted).await?;
+    Ok(())
+}
+
+/// Makes `clients` exactly the clients granted to an account.
+pub async fn set_grants(store: &dyn Store, name: &str, clients: &[String]) -> Result<(), AccountError> {
+    let row = find(store, name).await?;
+    let mut wanted = Vec::new();
+    for uid in clients {
+        wanted.push(store.client_get(uid).await?.ok_or_else(|| AccountError::NoSuchClient(uid.clone()))?);
+    }
+    let current = store.admin_grants(row.id).await?;
+    for uid in current.iter().filter(|uid| !clients.contains(uid)) {
+        if let Some(client) = store.client_get(uid).await? {
+            store.admin_grant(row.id, client.id, false).await?;
+        }
+    }
+    for client in wanted.iter().filter(|c| !current.contains(&c.uid)) {
+        store.admin_grant(row.id, client.id, true).await?;
+    }
+    Ok(())
+}
+
+/// Deletes an account, keeping at least one server admin.
+pub async fn remove(store: &dyn Store, name: &str) -> Result<(), AccountError> {
+    let row = find(store, name).await?;
+    if row.role == AdminRole::Server {
+        let servers = store.admin_list().await?.iter().filter(|r| r.role == AdminRole::Server).count();
+        if servers <= 1 {
+            return Err(AccountError::LastServerAdmin(row.username));
+        }
+    }
+    store.admin_delete(row.id).await?;
     Ok(())
 }
 

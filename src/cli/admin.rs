@@ -98,12 +98,7 @@ pub async fn run(args: &StoreArgs, command: AdminCommand) -> anyhow::Result<()> 
             println!("{username} no longer manages {uid}");
         }
         AdminCommand::Remove { username } => {
-            let row = accounts::find(store, &username).await?;
-            if row.role == AdminRole::Server {
-                let servers = store.admin_list().await?.iter().filter(|r| r.role == AdminRole::Server).count();
-                anyhow::ensure!(servers > 1, "{username} is the last server admin; add another one first");
-            }
-            store.admin_delete(row.id).await?;
+            accounts::remove(store, &username).await?;
             println!("removed {username}");
         }
     }

@@ -38,6 +38,14 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/logout", post(admin::pages::logout_form))
         .route("/admin/clients", get(admin::pages::clients).post(admin::pages::add_client))
         .route("/admin/clients/{uid}", get(admin::pages::client).post(admin::pages::save_client))
+        .route("/admin/accounts", get(admin::admins::accounts_view).post(admin::admins::accounts_form))
+        .route("/admin/password", get(admin::admins::password_view).post(admin::admins::password_form))
+        .route("/api/admin/accounts", get(admin::admins::list).post(admin::admins::create))
+        .route(
+            "/api/admin/accounts/{username}",
+            axum::routing::patch(admin::admins::update).delete(admin::admins::delete),
+        )
+        .route("/api/admin/session/password", post(admin::admins::own_password))
         .route("/admin/assets/admin.css", get(admin::pages::css))
         .route("/admin/assets/admin.js", get(admin::pages::js))
         .route("/admin/assets/operations.js", get(admin::pages::operations_js))

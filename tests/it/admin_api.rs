@@ -359,3 +359,49 @@ async fn the_openapi_document_describes_every_admin_route() {
         assert!(change.get(def.key).is_some(), "{} documented", def.key);
     }
 }
+
+#[tokio::test]
+async fn server_admins_manage_accounts_and_everyone_their_own_password() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("admin", ADMIN_PASSWORD).await;
+    admin.call(Method::POST, "/api/admin/clients", json!({"uid": "shop-b"})).await;
+    let new = json!({"username": "Owner@Shop.example", "password": "owner-password-1", "role": "client", "clients": ["demo"]});
+    let (status, body) = admin.call(Method::POST, "/api/admin/accounts", new.clone()).await;
+    assert_eq!((status, body["username"].as_str()), (201, Some("owner@shop.example")), "{body}");
+    assert_eq!(admin.call(Method::POST, "/api/admin/accounts", new).await.0, 409);
+    let short = json!({"username": "x", "password": "short", "role": "client"});
+    let (status, body) = admin.call(Method::POST, "/api/admin/accounts", short).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_account")));
+    let ghost = json!({"username": "y", "password": "long-enough-1", "role": "client", "clients": ["nope"]});
+    assert_eq!(admin.call(Method::POST, "/api/admin/accounts", ghost).await.0, 422);
+
+    let owner = app.admin("owner@shop.example", "owner-password-1").await;
+    assert_eq!(owner.get("/api/admin/accounts").await.0, 403, "client admins don't manage accounts");
+    let (_, list) = admin.get("/api/admin/accounts").await;
+    let names: Vec<&str> =
+        list["accounts"].as_array().unwrap().iter().map(|a| a["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["admin", "owner@shop.example"]);
+    assert!(!list.to_string().contains("argon2"), "no hashes");
+
+    let path = "/api/admin/accounts/owner@shop.example";
+    let (status, body) = admin.call(Method::PATCH, path, json!({"clients": ["shop-b"]})).await;
+    assert_eq!((status, body["clients"].clone()), (200, json!(["shop-b"])), "{body}");
+    assert_eq!(owner.get("/api/admin/clients/demo").await.0, 404, "demo taken away at once");
+    assert_eq!(owner.get("/api/admin/clients/shop-b").await.0, 200);
+
+    // Own password: the current one is checked, then every session ends.
+    let wrong = json!({"current": "not-it-at-all", "new": "owner-password-2"});
+    assert_eq!(owner.call(Method::POST, "/api/admin/session/password", wrong).await.0, 403);
+    let right = json!({"current": "owner-password-1", "new": "owner-password-2"});
+    let r = owner.request(Method::POST, "/api/admin/session/password").json(&right).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(owner.get("/api/admin/session").await.0, 401);
+    let owner = app.admin("owner@shop.example", "owner-password-2").await;
+
+    let r = admin.request(Method::DELETE, path).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(owner.get("/api/admin/session").await.0, 401, "a deleted account's session ends");
+    let (status, body) =
+        json_of(admin.request(Method::DELETE, "/api/admin/accounts/admin").send().await.unwrap()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("last_server_admin")));
+}

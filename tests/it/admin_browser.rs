@@ -346,14 +346,22 @@ async fn tablet_checks(client: &Client, app: &TestApp) -> usize {
 /// 14-15: a client admin sees only its client, in the list and by URL; signing out ends it.
 async fn client_admin_checks(client: &Client, app: &TestApp) -> usize {
     assert!(app.cli(&["client", "add", "other-shop"]).status.success());
-    let add = app.add_client_admin("owner", "owner-password-1", &["demo"]);
-    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
     wait_until(client, "the server to load the new client", || async {
         app.state.registry.get("other-shop").is_some()
     })
     .await;
     client.goto(&format!("{}/admin/clients", app.base)).await.unwrap();
     assert!(text_of(client, "#clients").await.contains("other-shop"), "a server admin sees every client");
+    // The owner's account, made on the Accounts page: a client admin of demo only.
+    click(client, ".account-links a[href='/admin/accounts']").await;
+    wait_until(client, "the accounts page", || async { path(client).await == "/admin/accounts" }).await;
+    client.find(Locator::Id("new-username")).await.unwrap().send_keys("owner").await.unwrap();
+    client.find(Locator::Id("new-password")).await.unwrap().send_keys("owner-password-1").await.unwrap();
+    click(client, "#add-account input[name=client][value=demo]").await;
+    click(client, "#add-account button[type=submit]").await;
+    wait_until(client, "the new account", || async { client.find(Locator::Id("notice")).await.is_ok() }).await;
+    assert_eq!(text_of(client, "#notice").await, "Added owner.");
+    assert!(text_of(client, "[data-username=owner]").await.contains("client admin"));
     client.find(Locator::Css(".account button")).await.unwrap().click().await.unwrap();
     wait_until(client, "signed out", || async { path(client).await == "/admin/login" }).await;
 
@@ -362,6 +370,7 @@ async fn client_admin_checks(client: &Client, app: &TestApp) -> usize {
     let listed = text_of(client, "#clients").await;
     assert!(listed.contains("demo") && !listed.contains("other-shop"), "{listed}");
     assert!(client.find(Locator::Id("new-uid")).await.is_err(), "no adding clients for a client admin");
+    assert!(client.find(Locator::Css(".account-links a[href='/admin/accounts']")).await.is_err(), "no accounts link");
     client.goto(&format!("{}/admin/clients/other-shop", app.base)).await.unwrap();
     let body = client.source().await.unwrap();
     assert!(body.contains("unknown_client") && !body.contains("connect-code"), "{body}");

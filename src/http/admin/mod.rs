@@ -2,6 +2,7 @@
 //! request passes — a valid session, the CSRF token on anything that changes state, and a
 //! same-site origin. The routes themselves are listed in `http::router`.
 
+pub mod admins;
 pub mod checks;
 pub mod clients;
 pub mod conversations;

@@ -235,6 +235,69 @@ pub fn spec() -> Value {
                     }
                 }
             },
+            "/api/admin/accounts": {
+                "get": {
+                    "operationId": "listAccounts", "summary": "Admin accounts (server admins)", "security": reads,
+                    "responses": {
+                        "200": json_response("Every account with its role and clients; never a password hash.", "Accounts"),
+                        "401": error_response("Not signed in."),
+                        "403": error_response("Not a server admin.")
+                    }
+                },
+                "post": {
+                    "operationId": "createAccount", "summary": "Add an account (server admins)", "security": session,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewAccount"}}}},
+                    "responses": {
+                        "201": json_response("The account.", "Account"),
+                        "400": error_response("The body is not JSON."),
+                        "401": error_response("Not signed in."),
+                        "403": error_response("Not a server admin, no or a wrong CSRF token, or a cross-site request."),
+                        "409": error_response("The username is taken."),
+                        "415": error_response("The body is not JSON."),
+                        "422": error_response("An invalid username or password, or an unknown client.")
+                    }
+                }
+            },
+            "/api/admin/accounts/{username}": {
+                "parameters": [{"name": "username", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "patch": {
+                    "operationId": "updateAccount", "summary": "Set a password or the granted clients (server admins)", "security": session,
+                    "description": "A new password signs the account out everywhere.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AccountChange"}}}},
+                    "responses": {
+                        "200": json_response("The account after the change.", "Account"),
+                        "400": error_response("The body is not JSON."),
+                        "401": error_response("Not signed in."),
+                        "403": error_response("Not a server admin, no or a wrong CSRF token, or a cross-site request."),
+                        "404": error_response("No such account."),
+                        "415": error_response("The body is not JSON."),
+                        "422": error_response("An invalid password, an unknown client, or grants for a server admin.")
+                    }
+                },
+                "delete": {
+                    "operationId": "deleteAccount", "summary": "Delete an account (server admins)", "security": session,
+                    "responses": {
+                        "204": {"description": "Deleted; its sessions end."},
+                        "401": error_response("Not signed in."),
+                        "403": error_response("Not a server admin, no or a wrong CSRF token, or a cross-site request."),
+                        "404": error_response("No such account."),
+                        "409": error_response("The last server admin stays.")
+                    }
+                }
+            },
+            "/api/admin/session/password": {"post": {
+                "operationId": "changeOwnPassword", "summary": "Change your own password", "security": session,
+                "description": "Checks the current password; then every session of the account ends.",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OwnPassword"}}}},
+                "responses": {
+                    "204": {"description": "Changed; sign in again."},
+                    "400": error_response("The body is not JSON."),
+                    "401": error_response("Not signed in."),
+                    "403": error_response("The current password is wrong, no or a wrong CSRF token, or a cross-site request."),
+                    "415": error_response("The body is not JSON."),
+                    "422": error_response("The new password is too short or too long.")
+                }
+            }},
             "/api/admin/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "security": [],
                 "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}}
@@ -378,6 +441,24 @@ fn schemas() -> Value {
                 "title": {"type": "string"}, "state": {"type": "string"}, "reference": {"type": ["string", "null"]},
                 "url": {"type": ["string", "null"]}, "createdAt": {"type": "string"}, "lastError": {"type": ["string", "null"]}
             }}}
+        }},
+        "Account": {"type": "object", "required": ["username", "role", "clients"], "properties": {
+            "username": {"type": "string"}, "role": {"type": "string", "enum": ["server", "client"]},
+            "clients": {"type": "array", "items": {"type": "string"}}, "createdAt": {"type": "string"}
+        }},
+        "Accounts": {"type": "object", "required": ["accounts"], "properties": {"accounts": {"type": "array", "items": {"$ref": "#/components/schemas/Account"}}}},
+        "NewAccount": {"type": "object", "required": ["username", "password", "role"], "properties": {
+            "username": {"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"},
+            "password": {"type": "string", "minLength": 10, "maxLength": 256},
+            "role": {"type": "string", "enum": ["server", "client"]},
+            "clients": {"type": "array", "items": {"type": "string"}, "description": "A client admin's clients (ignored for server admins)."}
+        }},
+        "AccountChange": {"type": "object", "properties": {
+            "password": {"type": ["string", "null"], "minLength": 10, "maxLength": 256},
+            "clients": {"type": ["array", "null"], "items": {"type": "string"}}
+        }},
+        "OwnPassword": {"type": "object", "required": ["current", "new"], "properties": {
+            "current": {"type": "string"}, "new": {"type": "string", "minLength": 10, "maxLength": 256}
         }},
         "Training": {"type": "object", "required": ["configured", "knowledgeEntries", "status", "runs"], "properties": {
             "configured": {"type": "boolean", "description": "Whether graphql_url and graphql_query are set."},
