@@ -60,6 +60,19 @@ pub enum SignInError {
     Store(#[from] StoreError),
 }
 
+/// Argon2 computations at once. Each takes 19 MiB for ~30 ms: unbounded, a burst of sign-ins
+/// (any usernames: unknown ones verify against a decoy) would take a gigabyte; queued, it
+/// waits its turn.
+const HASHING_AT_ONCE: usize = 2;
+
+/// Runs `work` (a hash or a verification) on the blocking pool, at most [`HASHING_AT_ONCE`]
+/// at a time.
+pub async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    static TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_AT_ONCE);
+    let _turn = TURNS.acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
 /// Checks a username and password and opens a session.
 pub async fn sign_in(
     store: &dyn Store,
@@ -73,7 +86,7 @@ pub async fn sign_in(
     let row = store.admin_by_name(&username).await?;
     let phc = row.as_ref().map_or_else(|| password::decoy_hash().to_string(), |r| r.password_hash.clone());
     let given = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&given, &phc)).await.unwrap_or(false);
+    let matches = argon2(move || password::verify(&given, &phc)).await.unwrap_or(false);
     let row = match (row, matches) {
         (Some(row), true) => row,
         _ => {
@@ -149,12 +162,12 @@ pub fn username(raw: &str) -> Result<String, AccountError> {
     if ok { Ok(name) } else { Err(AccountError::BadName(raw.to_string())) }
 }
 
-/// Hashes off the async runtime (Argon2 takes tens of milliseconds of CPU).
-async fn hash(password: &str) -> Result<String, PasswordError> {
+/// Hashes off the async runtime (Argon2 takes tens of milliseconds of CPU), in turn.
+pub async fn hash(password: &str) -> Result<String, PasswordError> {
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || password::hash(&password))
+    argon2(move || password::hash(&password))
         .await
-        .unwrap_or_else(|e| Err(PasswordError::Hash(e.to_string())))
+        .unwrap_or_else(|| Err(PasswordError::Hash("the hashing task failed".into())))
 }
 
 /// Adds an account; a client admin gets `clients` granted.

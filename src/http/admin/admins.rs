@@ -157,7 +157,7 @@ pub struct OwnPassword {
 async fn change_own(state: &AppState, admin: &Admin, current: &str, new: &str) -> Result<(), ApiError> {
     let row = accounts::find(state.store.as_ref(), &admin.0.username).await.map_err(account_error)?;
     let (given, phc) = (current.to_string(), row.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&given, &phc)).await.unwrap_or(false);
+    let ok = accounts::argon2(move || password::verify(&given, &phc)).await.unwrap_or(false);
     if !ok {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "wrong_password", "The current password is wrong."));
     }
