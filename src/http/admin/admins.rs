@@ -4,7 +4,6 @@
 //! them to the API and the Accounts page.
 
 use askama::Template;
-use axum::Form;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::pages::{AdminPage, Me, check_csrf, page};
+use super::pages::{AdminForm, AdminPage, Me, page};
 use super::{Admin, no_store};
 use crate::admin::accounts::{self, AccountError};
 use crate::admin::password;
@@ -227,20 +226,13 @@ pub async fn accounts_view(State(state): State<AppState>, AdminPage(me): AdminPa
 }
 
 /// `POST /admin/accounts`: the page's forms (`action=add|clients|password|delete`).
-pub async fn accounts_form(
-    State(state): State<AppState>,
-    AdminPage(me): AdminPage,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    if let Err(e) = check_csrf(&me, &form) {
+pub async fn accounts_form(State(state): State<AppState>, form: AdminForm) -> Response {
+    let me = &form.me;
+    if let Err(e) = Admin(me.clone()).server_admin() {
         return e.into_response();
     }
-    let admin = Admin(me.clone());
-    if let Err(e) = admin.server_admin() {
-        return e.into_response();
-    }
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
-    let picked: Vec<String> = form.iter().filter(|(k, _)| k == "client").map(|(_, v)| v.clone()).collect();
+    let field = |name: &str| form.field(name);
+    let picked: Vec<String> = form.fields.iter().filter(|(k, _)| k == "client").map(|(_, v)| v.clone()).collect();
     let store = state.store.as_ref();
     let user = field("username");
     let outcome = match field("action") {
@@ -261,9 +253,9 @@ pub async fn accounts_form(
     match outcome {
         Ok(notice) => {
             tracing::info!(admin = %me.username, account = %user, action = field("action"), "admin account changed");
-            accounts_page(&state, &me, Some(notice), None).await
+            accounts_page(&state, me, Some(notice), None).await
         }
-        Err(e) => accounts_page(&state, &me, None, Some(account_error(e))).await,
+        Err(e) => accounts_page(&state, me, None, Some(account_error(e))).await,
     }
 }
 
@@ -280,21 +272,14 @@ struct PasswordPage {
 }
 
 /// `POST /admin/password`: on success every session ends; sign in with the new password.
-pub async fn password_form(
-    State(state): State<AppState>,
-    AdminPage(me): AdminPage,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    if let Err(e) = check_csrf(&me, &form) {
-        return e.into_response();
-    }
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str());
-    if field("new") != field("repeat") {
+pub async fn password_form(State(state): State<AppState>, form: AdminForm) -> Response {
+    let me = &form.me;
+    if form.field("new") != form.field("repeat") {
         let error = Some("The new password and its repetition differ.".to_string());
-        return page(StatusCode::UNPROCESSABLE_ENTITY, PasswordPage { me: Me::from(&me), error }.render());
+        return page(StatusCode::UNPROCESSABLE_ENTITY, PasswordPage { me: Me::from(me), error }.render());
     }
-    match change_own(&state, &Admin(me.clone()), field("current"), field("new")).await {
+    match change_own(&state, &Admin(me.clone()), form.field("current"), form.field("new")).await {
         Ok(()) => Redirect::to("/admin/login").into_response(),
-        Err(e) => page(e.status, PasswordPage { me: Me::from(&me), error: Some(e.message) }.render()),
+        Err(e) => page(e.status, PasswordPage { me: Me::from(me), error: Some(e.message) }.render()),
     }
 }

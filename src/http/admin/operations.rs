@@ -3,14 +3,13 @@
 //! that could not be delivered (dead letters), each of which an admin may retry.
 
 use askama::Template;
-use axum::Form;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::pages::{AdminPage, Me, display, page, posted_client};
+use super::pages::{AdminForm, AdminPage, Me, display, page};
 use super::{Admin, no_store};
 use crate::app::AppState;
 use crate::http::ApiError;
@@ -292,20 +291,15 @@ pub async fn operations(
 
 /// `POST /admin/clients/{uid}/operations`: the page's buttons (`action=train` or
 /// `action=retry&item=ID`).
-pub async fn operations_form(
-    State(state): State<AppState>,
-    AdminPage(me): AdminPage,
-    Path(uid): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let (admin, client) = match posted_client(&state, &me, &uid, &form) {
+pub async fn operations_form(State(state): State<AppState>, Path(uid): Path<String>, form: AdminForm) -> Response {
+    let (admin, client) = match form.client(&state, &uid) {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let outcome = match field("action") {
-        Some("train") => start_training(&state, &admin, &client).await.map(|()| "train"),
-        Some("retry") => match field("item").and_then(|v| v.parse::<i64>().ok()) {
+    let me = &form.me;
+    let outcome = match form.field("action") {
+        "train" => start_training(&state, &admin, &client).await.map(|()| "train"),
+        "retry" => match form.field("item").parse::<i64>().ok() {
             Some(id) => revive(&state, &admin, &client, id).await.map(|()| "retry"),
             None => Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_item", "No item given.")),
         },
@@ -316,6 +310,6 @@ pub async fn operations_form(
         Ok(done) => {
             axum::response::Redirect::to(&format!("/admin/clients/{uid}/operations?done={done}")).into_response()
         }
-        Err(e) => operations_page(&state, &me, &client, None, Some(e), false).await,
+        Err(e) => operations_page(&state, me, &client, None, Some(e), false).await,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -152,7 +152,7 @@ impl FromRequestParts<AppState> for AdminPage {
 }
 
 /// The form's `_csrf` must be the session's token.
-pub fn check_csrf(principal: &Principal, form: &[(String, String)]) -> Result<(), ApiError> {
+fn check_csrf(principal: &Principal, form: &[(String, String)]) -> Result<(), ApiError> {
     let given = form.iter().find(|(k, _)| k == "_csrf").map_or("", |(_, v)| v.as_str());
     if constant_time_eq(given, &principal.csrf) {
         Ok(())
@@ -165,17 +165,39 @@ pub fn check_csrf(principal: &Principal, form: &[(String, String)]) -> Result<()
     }
 }
 
-/// The client a posted form is for: its `_csrf` checked, and the account allowed to manage it.
-pub fn posted_client(
-    state: &AppState,
-    me: &Principal,
-    uid: &str,
-    form: &[(String, String)],
-) -> Result<(Admin, std::sync::Arc<ClientRuntime>), ApiError> {
-    check_csrf(me, form)?;
-    let admin = Admin(me.clone());
-    let client = admin.client(state, uid)?;
-    Ok((admin, client))
+/// A form posted by a signed-in admin from this site, its `_csrf` already checked: every form
+/// handler takes this, so none can forget the check.
+pub struct AdminForm {
+    pub me: Principal,
+    pub fields: Vec<(String, String)>,
+}
+
+impl FromRequest<AppState> for AdminForm {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<AdminForm, Response> {
+        let (mut parts, body) = req.into_parts();
+        let AdminPage(me) = AdminPage::from_request_parts(&mut parts, state).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let Form(fields) =
+            Form::<Vec<(String, String)>>::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        check_csrf(&me, &fields).map_err(IntoResponse::into_response)?;
+        Ok(AdminForm { me, fields })
+    }
+}
+
+impl AdminForm {
+    /// A field's value ("" when absent).
+    pub fn field(&self, name: &str) -> &str {
+        self.fields.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The client the form is for, if the account may manage it.
+    pub fn client(&self, state: &AppState, uid: &str) -> Result<(Admin, std::sync::Arc<ClientRuntime>), ApiError> {
+        let admin = Admin(self.me.clone());
+        let client = admin.client(state, uid)?;
+        Ok((admin, client))
+    }
 }
 
 /// A JSON value as page text ("" for null), for templates that render API views.
@@ -244,15 +266,7 @@ pub async fn login_form(
 }
 
 /// `POST /admin/logout`.
-pub async fn logout_form(
-    State(state): State<AppState>,
-    AdminPage(me): AdminPage,
-    headers: HeaderMap,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    if let Err(e) = check_csrf(&me, &form) {
-        return e.into_response();
-    }
+pub async fn logout_form(State(state): State<AppState>, headers: HeaderMap, _form: AdminForm) -> Response {
     if let Some(token) = cookie(&headers, COOKIE)
         && let Err(e) = accounts::sign_out(state.store.as_ref(), token).await
     {
@@ -288,26 +302,20 @@ pub async fn clients(State(state): State<AppState>, AdminPage(me): AdminPage) ->
 }
 
 /// `POST /admin/clients`: adds a client (server admins).
-pub async fn add_client(
-    State(state): State<AppState>,
-    AdminPage(me): AdminPage,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    if let Err(e) = check_csrf(&me, &form) {
-        return e.into_response();
-    }
+pub async fn add_client(State(state): State<AppState>, form: AdminForm) -> Response {
+    let me = &form.me;
     if let Err(e) = Admin(me.clone()).server_admin() {
         return e.into_response();
     }
-    let uid = form.iter().find(|(k, _)| k == "uid").map_or("", |(_, v)| v.trim());
+    let uid = form.field("uid").trim();
     if !valid_uid(uid) {
         let why = "A client UID is 1-64 characters of A-Z, a-z, 0-9, '-', '_', '.'.";
-        return clients_page(&state, &me, Some(why.into()));
+        return clients_page(&state, me, Some(why.into()));
     }
     match state.store.client_create(uid, crate::ids::now_ms()).await {
         Ok(_) => {}
         Err(crate::store::StoreError::Conflict(_)) => {
-            return clients_page(&state, &me, Some(format!("A client named '{uid}' exists already.")));
+            return clients_page(&state, me, Some(format!("A client named '{uid}' exists already.")));
         }
         Err(e) => return ApiError::internal(&e).into_response(),
     }
@@ -397,24 +405,24 @@ pub async fn client(
 /// `POST /admin/clients/{uid}`: saves the editor's changes.
 pub async fn save_client(
     State(state): State<AppState>,
-    AdminPage(me): AdminPage,
     headers: HeaderMap,
     Path(uid): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
+    form: AdminForm,
 ) -> Response {
-    let (admin, client) = match posted_client(&state, &me, &uid, &form) {
+    let (admin, client) = match form.client(&state, &uid) {
         Ok(found) => found,
         Err(e) => return e.into_response(),
     };
+    let me = &form.me;
     let stored = match state.store.settings_get(client.row.id).await {
         Ok(rows) => ClientSettings::from_stored(rows),
         Err(e) => return ApiError::internal(&e).into_response(),
     };
-    let (updates, typed) = updates_from_form(&form, &stored);
+    let (updates, typed) = updates_from_form(&form.fields, &stored);
     match change(&state, &admin, &client, &updates).await {
         Ok(changes) => see(&format!("/admin/clients/{uid}?saved={}", changes.len())),
         Err(e) if e.status == StatusCode::UNPROCESSABLE_ENTITY => {
-            client_page(&state, &headers, &me, &client, None, Some((e, typed)))
+            client_page(&state, &headers, me, &client, None, Some((e, typed)))
         }
         Err(e) => e.into_response(),
     }
