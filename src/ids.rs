@@ -18,6 +18,13 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Whether two secrets are equal, in a time that doesn't depend on where they differ (both
+/// are hashed first, so neither length nor prefix leaks).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A new public conversation id.
 pub fn conversation_id() -> String {
     let mut bytes = [0u8; 12];

@@ -4,65 +4,35 @@
 //! a forged form refused; a client admin who sees only its own client; sign out. Without
 //! Chromium or chromedriver the group is skipped loudly and counted as 0.
 
-use std::panic::AssertUnwindSafe;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::key::Key;
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures_util::FutureExt;
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::{Client, Locator};
 use serde_json::Value;
 
-use crate::browser::{
-    CHROMEDRIVER, CHROMIUM, Driver, browser_log, capabilities, save_screenshot, wait_for, wait_until,
-};
-use crate::support::{ADMIN_PASSWORD, TestApp, count_run, loud_skip};
+use crate::browser::{browser_present, in_browser, save_screenshot, wait_for, wait_until};
+use crate::support::{ADMIN_PASSWORD, TestApp};
 
 const RUN_LIMIT: Duration = Duration::from_secs(180);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_panel_in_a_real_browser() {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
-    if !missing.is_empty() {
-        let why = format!("{} not installed (Debian: apt-get install chromium chromium-driver)", missing.join(" and "));
-        loud_skip("admin browser", &why);
-        count_run("ADMIN_BROWSER_TESTS_RUN", 0);
+    if !browser_present("admin browser", "ADMIN_BROWSER_TESTS_RUN") {
         return;
     }
-    let started = Instant::now();
     let app = TestApp::spawn().await;
-    let profile = tempfile::tempdir().unwrap();
-    let driver = Driver::start().await;
-    let client = ClientBuilder::new(HttpConnector::new())
-        .capabilities(capabilities(profile.path()))
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session from chromedriver");
-    let run = tokio::time::timeout(RUN_LIMIT, async {
-        let n = sign_in_checks(&client, &app).await;
-        let n = n + editor_checks(&client, &app).await;
-        let n = n + test_button_checks(&client, &app).await;
-        let n = n + operations_checks(&client, &app).await;
-        let n = n + conversation_checks(&client, &app).await;
-        let n = n + tablet_checks(&client, &app).await;
-        n + client_admin_checks(&client, &app).await
-    });
-    let outcome = AssertUnwindSafe(run).catch_unwind().await;
-    if !matches!(outcome, Ok(Ok(_))) {
-        save_screenshot(&client, "admin-failure.png").await;
-        eprintln!("admin browser: the console at the failure: {:#?}", browser_log(&client).await);
-    }
-    let _ = client.close().await;
-    drop(driver);
-    match outcome {
-        Ok(Ok(n)) => {
-            count_run("ADMIN_BROWSER_TESTS_RUN", n);
-            eprintln!("admin browser: {n} checks passed in {:.1} s", started.elapsed().as_secs_f64());
-        }
-        Ok(Err(_)) => panic!("the admin browser checks did not finish within {RUN_LIMIT:?}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    in_browser("admin", "ADMIN_BROWSER_TESTS_RUN", RUN_LIMIT, |client| {
+        Box::pin(async move {
+            let n = sign_in_checks(client, &app).await;
+            let n = n + editor_checks(client, &app).await;
+            let n = n + test_button_checks(client, &app).await;
+            let n = n + operations_checks(client, &app).await;
+            let n = n + conversation_checks(client, &app).await;
+            let n = n + tablet_checks(client, &app).await;
+            n + client_admin_checks(client, &app).await
+        })
+    })
+    .await;
 }
 
 /// Types `text` into whatever has focus.

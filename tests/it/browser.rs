@@ -37,16 +37,54 @@ pub(crate) const POLL: Duration = Duration::from_millis(50);
 /// A bound on the whole run, so a stuck browser fails the test instead of hanging it.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn widget_in_a_real_browser() {
+/// Whether Chromium and chromedriver are installed; if not, the group is skipped loudly and
+/// its `counter` says 0 (scripts/test then fails).
+pub(crate) fn browser_present(group: &str, counter: &str) -> bool {
     let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|p| !Path::new(p).exists()).collect();
     if !missing.is_empty() {
         let why = format!("{} not installed (Debian: apt-get install chromium chromium-driver)", missing.join(" and "));
-        loud_skip("browser", &why);
-        count_run("BROWSER_TESTS_RUN", 0);
+        loud_skip(group, &why);
+        count_run(counter, 0);
+    }
+    missing.is_empty()
+}
+
+/// Runs `checks` in one fresh Chromium session within `limit`, counting how many passed in
+/// `counter`; a failure leaves `{group}-failure.png` and the browser console in the output.
+pub(crate) async fn in_browser<F>(group: &str, counter: &str, limit: Duration, checks: F)
+where
+    F: for<'a> FnOnce(&'a Client) -> futures_util::future::BoxFuture<'a, usize>,
+{
+    let started = Instant::now();
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver::start().await;
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities(profile.path()))
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session from chromedriver");
+    let outcome = AssertUnwindSafe(tokio::time::timeout(limit, checks(&client))).catch_unwind().await;
+    if !matches!(outcome, Ok(Ok(_))) {
+        save_screenshot(&client, &format!("{group}-failure.png")).await;
+        eprintln!("{group}: the console at the failure: {:#?}", browser_log(&client).await);
+    }
+    let _ = client.close().await;
+    drop(driver);
+    match outcome {
+        Ok(Ok(n)) => {
+            count_run(counter, n);
+            eprintln!("{group}: {n} checks passed in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        Ok(Err(_)) => panic!("the {group} checks did not finish within {limit:?}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widget_in_a_real_browser() {
+    if !browser_present("browser", "BROWSER_TESTS_RUN") {
         return;
     }
-    let started = Instant::now();
     let app = TestApp::spawn().await;
     // Two sites embedding the connect code, reached by real-looking names that Chromium resolves
     // to loopback: shop.com, which the demo client allows, and evilshop.com, which it doesn't.
@@ -58,35 +96,15 @@ async fn widget_in_a_real_browser() {
     let shop = format!("http://shop.com:{}", shop.port());
     app.set_client("demo", &["allowed_domains=127.0.0.1,localhost,shop.com"]).await;
 
-    let profile = tempfile::tempdir().unwrap();
-    let driver = Driver::start().await;
-    let client = ClientBuilder::new(HttpConnector::new())
-        .capabilities(capabilities(profile.path()))
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session from chromedriver");
-
-    let run = tokio::time::timeout(RUN_LIMIT, async {
-        let n = checks(&client, &app, &forbidden).await + site_checks(&client, &app, &shop).await;
-        let n = n + host_api_checks(&client, &app, &shop).await + operator_check(&client, &app, &shop).await;
-        let n = n + tasks_check(&client, &app, &shop).await + catalog_check(&client, &app, &shop).await;
-        n + restart_check(&client, app, &shop).await
-    });
-    let outcome = AssertUnwindSafe(run).catch_unwind().await;
-    if !matches!(outcome, Ok(Ok(_))) {
-        save_screenshot(&client, "browser-failure.png").await;
-        eprintln!("browser: the console at the failure: {:#?}", browser_log(&client).await);
-    }
-    let _ = client.close().await;
-    drop(driver);
-    match outcome {
-        Ok(Ok(n)) => {
-            count_run("BROWSER_TESTS_RUN", n);
-            eprintln!("browser: {n} checks passed in {:.1} s", started.elapsed().as_secs_f64());
-        }
-        Ok(Err(_)) => panic!("the browser checks did not finish within {RUN_LIMIT:?}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    in_browser("browser", "BROWSER_TESTS_RUN", RUN_LIMIT, |client| {
+        Box::pin(async move {
+            let n = checks(client, &app, &forbidden).await + site_checks(client, &app, &shop).await;
+            let n = n + host_api_checks(client, &app, &shop).await + operator_check(client, &app, &shop).await;
+            let n = n + tasks_check(client, &app, &shop).await + catalog_check(client, &app, &shop).await;
+            n + restart_check(client, app, &shop).await
+        })
+    })
+    .await;
 }
 
 /// Every check, in order; returns how many ran.

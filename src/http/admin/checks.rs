@@ -17,6 +17,7 @@ use super::{Admin, no_store};
 use crate::app::AppState;
 use crate::http::ApiError;
 use crate::registry::ClientRuntime;
+use crate::tasks::detect::excerpt;
 
 /// The integrations a test button can try.
 pub const INTEGRATIONS: &[&str] = &["model", "graphql", "embeddings", "tasks", "catalog", "operator"];
@@ -131,15 +132,6 @@ pub async fn run(
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     no_store(Json(report).into_response())
-}
-
-/// At most `max` characters of an upstream's words.
-fn excerpt(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
 }
 
 async fn model(state: &AppState, client: &ClientRuntime) -> Outcome {

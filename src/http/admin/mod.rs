@@ -45,7 +45,7 @@ impl FromRequestParts<AppState> for Admin {
         let principal = signed_in(state, &parts.headers).await?;
         if changes {
             let given = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            if !constant_time_eq(given, &principal.csrf) {
+            if !crate::ids::same_secret(given, &principal.csrf) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "csrf_token_invalid",
@@ -132,12 +132,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Whether browsers reach us over https (then the cookie is `Secure`).
 fn behind_https(state: &AppState, headers: &HeaderMap) -> bool {
     state.settings.public_url.as_ref().is_some_and(|u| u.scheme() == "https")
@@ -184,23 +178,29 @@ pub async fn login(
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             no_store(response)
         }
-        Err(SignInError::Throttled(wait)) => {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut response = ApiError::new(
+        Err(SignInError::Throttled(wait)) => throttled(wait, |secs| {
+            ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "login_throttled",
                 format!("Too many wrong passwords for this account from your address; try again in {secs} s."),
             )
-            .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            response
-        }
+            .into_response()
+        }),
         Err(SignInError::Invalid) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "Wrong username or password.")
                 .into_response()
         }
         Err(SignInError::Store(e)) => ApiError::internal(&e).into_response(),
     }
+}
+
+/// A throttled sign-in's answer (made by `answer` from the whole seconds to wait), with the
+/// `Retry-After` header both the API and the sign-in page send.
+pub fn throttled(wait: std::time::Duration, answer: impl FnOnce(u64) -> Response) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = answer(secs);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// `POST /api/admin/logout`: ends the session and clears the cookie.

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::clients::{FieldView, change};
-use super::{Admin, COOKIE, constant_time_eq, cookie, same_site, session_cookie, signed_in};
+use super::{Admin, COOKIE, cookie, same_site, session_cookie, signed_in};
 use crate::admin::accounts::{self, SESSION_TTL};
 use crate::admin::{Principal, SignInError};
 use crate::app::AppState;
@@ -154,7 +154,7 @@ impl FromRequestParts<AppState> for AdminPage {
 /// The form's `_csrf` must be the session's token.
 fn check_csrf(principal: &Principal, form: &[(String, String)]) -> Result<(), ApiError> {
     let given = form.iter().find(|(k, _)| k == "_csrf").map_or("", |(_, v)| v.as_str());
-    if constant_time_eq(given, &principal.csrf) {
+    if crate::ids::same_secret(given, &principal.csrf) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -251,15 +251,12 @@ pub async fn login_form(
                 .insert(header::SET_COOKIE, session_cookie(&state, &headers, &signed.token, SESSION_TTL.as_secs()));
             response
         }
-        Err(SignInError::Throttled(wait)) => {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut response = refused(
+        Err(SignInError::Throttled(wait)) => super::throttled(wait, |secs| {
+            refused(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!("Too many wrong passwords. For your safety, wait {secs} s before trying again."),
-            );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            response
-        }
+            )
+        }),
         Err(SignInError::Invalid) => refused(StatusCode::UNAUTHORIZED, "Wrong username or password.".into()),
         Err(SignInError::Store(e)) => ApiError::internal(&e).into_response(),
     }
