@@ -41,28 +41,23 @@
 
 #[path = "../tests/it/chatwoot_fake.rs"]
 mod chatwoot_fake;
+mod common;
 #[path = "../tests/it/support.rs"]
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chatwoot_fake::{Delivery, FakeChatwoot, INBOX_SECRET, deliver};
+use common::{Server, Ws, cpu_secs, ms, round3, summary};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{WebSocketStream, client_async};
-
-type Ws = WebSocketStream<TcpStream>;
 
 const ORIGIN: &str = "http://localhost";
 const QUESTION: &str = "How long does shipping take?";
@@ -91,18 +86,13 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { handoffs: 200, rounds: 10, chatwoot_limit: 150 };
-    for arg in std::env::args().skip(1) {
-        let Some((key, value)) = arg.split_once('=') else { continue }; // `--bench` from cargo
-        let n = value.parse().unwrap_or_else(|_| panic!("{arg}: not a number"));
-        match key {
-            "--handoffs" => a.handoffs = n,
-            "--rounds" => a.rounds = n,
-            "--chatwoot-limit" => a.chatwoot_limit = n,
-            _ => panic!("unknown option {arg} (--handoffs=N --rounds=N --chatwoot-limit=N)"),
-        }
-    }
-    a
+    let (mut handoffs, mut rounds, mut chatwoot_limit) = (200, 10, 150);
+    common::numeric_args(&mut [
+        ("--handoffs", &mut handoffs),
+        ("--rounds", &mut rounds),
+        ("--chatwoot-limit", &mut chatwoot_limit),
+    ]);
+    Args { handoffs, rounds, chatwoot_limit }
 }
 
 macro_rules! progress {
@@ -112,83 +102,6 @@ macro_rules! progress {
 // ---------------------------------------------------------------------------------------
 // The server under test
 // ---------------------------------------------------------------------------------------
-
-/// The release server as a child process; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = data.join("server.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-            .args(["serve", "--addr", &addr.to_string()])
-            .env("AIA_DATA_DIR", data)
-            .env("AIA_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .env_remove("AIA_SECRET_KEY")
-            .env_remove("AIA_DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start aia-chat serve");
-        Server { child, base: format!("http://{addr}"), addr, log }
-    }
-
-    async fn ready(&self) {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let ok = support::http().get(format!("{}/readyz", self.base)).send().await;
-            if ok.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the server was not ready within 10 s");
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until the running server offers a person to the demo widget (the settings
-    /// written by `client set` are loaded).
-    async fn operator_loaded(&self) {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let config = support::http()
-                .get(format!("{}/api/data/ai_chat_bot?clientUid=demo", self.base))
-                .header("origin", ORIGIN)
-                .send()
-                .await;
-            if let Ok(r) = config
-                && let Ok(v) = r.json::<Value>().await
-                && v["operator"] == true
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the server did not load the operator settings within 10 s");
-            sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// utime + stime in seconds.
-    fn cpu(&self) -> f64 {
-        cpu_secs(&self.child.id().to_string())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Visitors
@@ -241,34 +154,10 @@ impl Visitor {
     }
 }
 
-async fn tcp_from(src: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    sock.set_nonblocking(true)?;
-    sock.set_tcp_nodelay(true)?;
-    sock.bind(&SocketAddr::from((src, 0)).into())?;
-    TcpSocket::from_std_stream(sock.into()).connect(to).await
-}
-
 /// Connects visitor `i`, says hello, starts its reader and asks one FAQ question.
 async fn visitor(server: SocketAddr, i: usize, failures: Arc<Failures>) -> Result<Arc<Visitor>, String> {
     let src = Ipv4Addr::new(127, 0, 0, 2 + (i / PER_SOURCE) as u8);
-    let tcp = timeout(STEP, tcp_from(src, server)).await.map_err(|_| "connect timeout")?.map_err(|e| e.to_string())?;
-    let mut request = format!("ws://{server}/ws?clientUid=demo").into_client_request().unwrap();
-    request.headers_mut().insert("origin", ORIGIN.parse().unwrap());
-    let (mut ws, _) =
-        timeout(STEP, client_async(request, tcp)).await.map_err(|_| "handshake timeout")?.map_err(|e| e.to_string())?;
-    ws.send(Message::text(r#"{"type":"hello","v":1}"#)).await.map_err(|e| e.to_string())?;
-    let conversation = loop {
-        let frame = timeout(STEP, ws.next()).await.map_err(|_| "no welcome")?.ok_or("closed before welcome")?;
-        if let Ok(Message::Text(t)) = frame {
-            let v: Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
-            match v["type"].as_str() {
-                Some("welcome") => break v["conversationId"].as_str().ok_or("no conversationId")?.to_string(),
-                Some("error") => return Err(format!("hello refused: {v}")),
-                _ => {}
-            }
-        }
-    };
+    let (ws, conversation) = common::hello(server, src, ORIGIN, STEP).await?;
     let (sink, stream) = ws.split();
     let v = Arc::new(Visitor {
         conversation,
@@ -335,41 +224,9 @@ async fn read(v: Arc<Visitor>, mut stream: SplitStream<Ws>, failures: Arc<Failur
 // Figures
 // ---------------------------------------------------------------------------------------
 
-/// p50/p95/p99/max (nearest rank) of samples in ms.
-fn summary(samples: &mut [f64]) -> Value {
-    if samples.is_empty() {
-        return json!({ "samples": 0 });
-    }
-    samples.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-        (samples[rank - 1] * 100.0).round() / 100.0
-    };
-    json!({
-        "samples": samples.len(), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
-        "max_ms": pick(1.0),
-    })
-}
-
-/// utime + stime of a process (`self` or a pid) in seconds.
-fn cpu_secs(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// A server log line of a delivery to Chatwoot that got 429 and will be retried.
 fn is_retried_429(line: &str) -> bool {
     line.contains("HTTP 429") && line.contains("retrying")
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// One operator reply: the fake stores it and gives the webhook body; the body is POSTed
@@ -412,15 +269,15 @@ async fn main() {
     assert!(n <= PER_SOURCE * 200, "at most {} hand-offs", PER_SOURCE * 200);
     let fake = FakeChatwoot::start().await;
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path());
-    server.ready().await;
+    let server = Server::start(data.path(), &[]);
+    server.ready(STEP).await;
     let pairs = fake.client_settings();
     let out = support::cli(
         data.path(),
         &[&["client", "set", "demo"], &pairs.iter().map(String::as_str).collect::<Vec<_>>()[..]].concat(),
     );
     assert!(out.status.success(), "client set: {}", String::from_utf8_lossy(&out.stderr));
-    server.operator_loaded().await;
+    server.operator_loaded(ORIGIN, STEP).await;
     progress!("server {} ready, demo client handing off to the fake Chatwoot at {}", server.base, fake.base());
 
     // 1. Visitors: hello and one FAQ question each.

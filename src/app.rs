@@ -1,11 +1,10 @@
 //! Start-up and the server's life: open the store, check the secret key, create the demo
 //! client on first start, load clients, serve until shutdown, then drain.
 
-use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -13,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clients::SecretBox;
+use crate::cluster::{Bus, Claims, Cluster, Event, Job, Lease};
 use crate::config::{Settings, StoreSettings};
 use crate::realtime::{Hub, Limits};
 use crate::registry::Registry;
@@ -63,8 +63,14 @@ pub struct StateInner {
     pub catalog_http: reqwest::Client,
     /// Our share of product answers' latency.
     pub catalog_timings: crate::catalog::timing::Timings,
-    /// Visitor messages whose answer is being produced right now (by seq).
-    pub answering: Mutex<HashSet<i64>>,
+    /// Visitor messages whose answer is being produced right now (by seq), on any node.
+    pub claims: Arc<Claims>,
+    /// This node and its link to the others.
+    pub cluster: Cluster,
+    /// What this node tells the others (a no-op on a node of its own).
+    pub bus: Bus,
+    /// Stops the link to the other nodes, after draining (answers still finishing publish).
+    cluster_stop: CancellationToken,
     ready: AtomicBool,
 }
 
@@ -79,6 +85,33 @@ impl AppState {
     /// Whether the server is serving and not draining.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && !self.shutdown.is_cancelled()
+    }
+
+    /// Rebuilds this node's clients after a change made here, and tells the other nodes.
+    pub async fn reload_everywhere(&self) -> Result<(), crate::store::StoreError> {
+        self.registry.sync(self.store.as_ref()).await?;
+        self.announce_change();
+        Ok(())
+    }
+
+    /// Tells every node that client settings or knowledge changed here, so they reload now.
+    pub fn announce_change(&self) {
+        self.bus.publish(&Event::Reload);
+    }
+
+    /// The lease of periodic job `name` for this node (see [`Lease`]).
+    pub fn lease(&self, name: &'static str, ttl: Duration) -> Lease {
+        let shared = self.settings.store.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+        Lease::new(name, self.cluster.node(), ttl, shared)
+    }
+
+    /// Wakes `job`'s worker, on this node and on the one that holds its lease.
+    pub fn wake(&self, job: Job) {
+        match job {
+            Job::Operator => self.operator_wake.notify_one(),
+            Job::Tasks => self.tasks_wake.notify_one(),
+        }
+        self.bus.publish(&Event::Wake(job));
     }
 }
 
@@ -114,6 +147,17 @@ impl App {
     /// Opens the store, prepares the demo client if asked, and loads every client.
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let started = Instant::now();
+        let cluster = match &settings.redis_url {
+            Some(url) => {
+                if !settings.store.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+                    anyhow::bail!(
+                        "--redis-url makes this node one of several, and they must share one database: give --database-url postgres://… too"
+                    );
+                }
+                Cluster::connect(&url.0)?
+            }
+            None => Cluster::single(),
+        };
         let (store, keys) = open_store(&settings.store).await?;
         if settings.demo {
             demo::ensure(store.as_ref(), &keys, settings.public_url.as_ref()).await?;
@@ -156,6 +200,24 @@ impl App {
             settings.store.upstream,
             std::time::Duration::from_secs(30),
         );
+        let cluster_stop = CancellationToken::new();
+        let hub = Hub::default();
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let bus = {
+            let hub = hub.clone();
+            Bus::start(
+                &cluster,
+                move |event| match event {
+                    // The hot path: straight to this node's sockets.
+                    Event::Frame { session, lossy, frame } => hub.deliver_here(session, &frame, lossy),
+                    other => {
+                        let _ = events_tx.send(other);
+                    }
+                },
+                cluster_stop.clone(),
+            )
+        };
+        hub.attach(bus.clone());
         let state = AppState {
             inner: Arc::new(StateInner {
                 trainer,
@@ -172,20 +234,24 @@ impl App {
                 model_breakers: Default::default(),
                 login_throttle: Default::default(),
                 usage_meter: Default::default(),
-                limits: Limits::new(settings.limits),
+                limits: Limits::new(settings.limits, &cluster),
                 settings,
                 store,
                 keys,
                 registry,
-                hub: Hub::default(),
+                hub,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
-                answering: Mutex::new(HashSet::new()),
+                claims: Claims::new(&cluster, cluster_stop.clone()),
+                bus,
+                cluster,
+                cluster_stop,
                 operator_wake: tokio::sync::Notify::new(),
                 operator_discovery: Default::default(),
                 ready: AtomicBool::new(false),
             }),
         };
+        tokio::spawn(handle_events(state.clone(), events_rx));
         Ok(App { state, started })
     }
 
@@ -212,7 +278,13 @@ impl App {
         let token = state.shutdown.clone();
         let addr = listener.local_addr()?;
         state.ready.store(true, Ordering::Relaxed);
-        tracing::info!(%addr, ready_ms = self.started.elapsed().as_millis() as u64, "aia-chat is ready");
+        tracing::info!(
+            %addr,
+            node = state.cluster.node(),
+            clustered = state.cluster.clustered(),
+            ready_ms = self.started.elapsed().as_millis() as u64,
+            "aia-chat is ready"
+        );
         let drain = token.clone();
         let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -234,6 +306,10 @@ impl App {
         operator.abort();
         tasks.abort();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), cable).await;
+        for name in crate::cluster::lease::JOBS {
+            let _ = state.store.lease_release(name, state.cluster.node()).await;
+        }
+        state.cluster_stop.cancel();
         Ok(())
     }
 }
@@ -269,8 +345,12 @@ fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.settings.retention_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lease = state.lease(crate::cluster::lease::RETENTION, state.settings.retention_interval * 3);
         loop {
             tick.tick().await;
+            if !lease.hold(state.store.as_ref()).await {
+                continue;
+            }
             for client in state.registry.all() {
                 let days = client.settings.get("retention_days").parse::<i64>().unwrap_or(0);
                 if days <= 0 {
@@ -305,12 +385,17 @@ fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
 /// database keeps this from overlapping with CLI runs or other nodes.
 fn spawn_schedule(state: &AppState) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
-    let node = format!("server-{:x}", rand::random::<u32>());
+    let node = format!("server-{}", state.cluster.node());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(state.settings.schedule_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let ttl = (state.settings.schedule_interval * 3).max(Duration::from_secs(5));
+        let mut lease = state.lease(crate::cluster::lease::SCHEDULE, ttl);
         loop {
             tick.tick().await;
+            if !lease.hold(state.store.as_ref()).await {
+                continue;
+            }
             for client in state.registry.all() {
                 let Ok(interval) = crate::config::parse_duration(client.settings.get("train_interval")) else {
                     continue;
@@ -334,7 +419,10 @@ fn spawn_schedule(state: &AppState) -> tokio::task::JoinHandle<()> {
                     let (state, uid, owner) = (state.clone(), client.row.uid.clone(), node.clone());
                     state.clone().tasks.spawn(async move {
                         match state.trainer.train(&uid, &owner, |_| {}).await {
-                            Ok(o) => tracing::info!(client = %uid, entries = o.entries, pages = o.pages, changed = o.written.changed, "scheduled training finished"),
+                            Ok(o) => {
+                                tracing::info!(client = %uid, entries = o.entries, pages = o.pages, changed = o.written.changed, "scheduled training finished");
+                                state.announce_change();
+                            }
                             Err(crate::knowledge::run::TrainError::Busy(_)) => {}
                             Err(e) => tracing::warn!(client = %uid, error = %e, "scheduled training failed; the previous knowledge keeps serving"),
                         }
@@ -343,6 +431,31 @@ fn spawn_schedule(state: &AppState) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// Acts on what the other nodes said (frames went straight to the hub).
+async fn handle_events(state: AppState, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Frame { session, lossy, frame } => state.hub.deliver_here(session, &frame, lossy),
+            Event::Reload => match state.registry.sync(state.store.as_ref()).await {
+                Ok(changed) if !changed.is_empty() => {
+                    tracing::info!(clients = ?changed, "client settings or knowledge reloaded (another node changed them)")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reloading clients failed"),
+            },
+            Event::Wake(Job::Operator) => state.operator_wake.notify_one(),
+            Event::Wake(Job::Tasks) => state.tasks_wake.notify_one(),
+            Event::Resync => {
+                // Frames sent while the link was down never came: every socket resumes, and
+                // its welcome carries what the store has. The widget adds its own jitter.
+                let frame =
+                    crate::realtime::protocol::ServerFrame::Reconnect { reason: "resync", after_ms: 500 }.encode();
+                state.hub.send_all(&frame);
+            }
+        }
+    }
 }
 
 /// Binds the listener with a backlog deep enough for a burst of new connections.

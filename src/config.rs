@@ -46,7 +46,17 @@ pub struct ServeArgs {
     /// How long to let writes finish on SIGTERM, e.g. 10s or 500ms [default: 10s].
     #[arg(long, env = "AIA_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
-    /// Proxies whose X-Forwarded-For is believed (CIDR list).
+    /// Redis that links this node to the others (redis://…): with --database-url postgres://…
+    /// it makes the node one of several identical nodes behind a load balancer.
+    #[arg(long, env = "AIA_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// How often the node looks in the database for changed clients, e.g. 500ms or 10s
+    /// [default: 500ms]. With Redis, changes made through any node reach the others at once
+    /// and this is the safety net (and how `aia-chat client set` from a shell arrives).
+    #[arg(long, env = "AIA_RELOAD_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub reload_interval: Option<Duration>,
+    /// Proxies whose X-Forwarded-For is believed (CIDR list): per-address limits then use the
+    /// visitor's address the load balancer reports.
     #[arg(long, env = "AIA_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',', num_args = 1..)]
     pub trusted_proxies: Vec<IpNet>,
     /// Visitor messages per session per minute [default: 60, burst 10].
@@ -84,6 +94,7 @@ struct FileConfig {
     no_demo: Option<bool>,
     shutdown_grace: Option<String>,
     trusted_proxies: Option<Vec<IpNet>>,
+    redis_url: Option<String>,
     deny_private_upstreams: Option<bool>,
     messages_per_minute: Option<u32>,
     sockets_per_ip: Option<u32>,
@@ -169,6 +180,8 @@ pub struct Settings {
     pub demo: bool,
     pub shutdown_grace: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// Redis linking this node to the others (never printed: it may carry a password).
+    pub redis_url: Option<SecretUrl>,
     pub limits: LimitSettings,
     /// The read-only admin token (`None`: admin reads are closed).
     pub admin_token: Option<AdminToken>,
@@ -182,6 +195,16 @@ pub struct Settings {
     pub embedding_model: Option<PathBuf>,
     /// `AIA_ADMIN_PASSWORD`, for the first admin account.
     pub admin_password: Option<Password>,
+}
+
+/// A URL that may carry a password (Redis): never printed.
+#[derive(Clone)]
+pub struct SecretUrl(pub String);
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretUrl([redacted])")
+    }
 }
 
 /// A password from the environment: never printed.
@@ -237,6 +260,7 @@ impl ServeArgs {
             } else {
                 self.trusted_proxies.clone()
             },
+            redis_url: self.redis_url.clone().or(file.redis_url).filter(|u| !u.trim().is_empty()).map(SecretUrl),
             limits: LimitSettings {
                 messages_per_minute: self
                     .messages_per_minute
@@ -253,7 +277,7 @@ impl ServeArgs {
                 Some(t) => Some(AdminToken::new(t).map_err(anyhow::Error::msg)?),
                 None => None,
             },
-            reload_interval: Duration::from_millis(500),
+            reload_interval: self.reload_interval.unwrap_or(Duration::from_millis(500)).max(Duration::from_millis(50)),
             schedule_interval: Duration::from_secs(30),
             retention_interval: Duration::from_secs(3600),
             embedding_model: self.embedding_model.clone().or(file.embedding_model),

@@ -15,6 +15,8 @@
 //! - [`realtime`]: the frame protocol, the session hub and abuse limits.
 //! - [`semantic`]: sentence embeddings (in-process model or an OpenAI-compatible endpoint),
 //!   the vectors' search, and its fusion with full-text retrieval.
+//! - [`cluster`]: several nodes on one database: the Redis bus, job leases, answer claims and
+//!   shared rate limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
 //! - [`app`]: start-up, serving and draining; [`cli`]: the `aia-chat` commands.
@@ -26,6 +28,7 @@ pub mod assistant;
 pub mod catalog;
 pub mod cli;
 pub mod clients;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;

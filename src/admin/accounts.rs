@@ -269,13 +269,21 @@ pub async fn ensure_first(
         None => {
             let generated = password::generate();
             let path = data_dir.join(INITIAL_PASSWORD_FILE);
+            // With PostgreSQL nothing else made the data directory.
+            std::fs::create_dir_all(data_dir)?;
             write_private(&path, &format!("{generated}\n"))?;
             (generated, FirstAdmin::Generated(path))
         }
     };
     match create(store, FIRST_ADMIN, &password, AdminRole::Server, &[]).await {
-        // Another node made it first.
-        Ok(_) | Err(AccountError::Taken(_)) => Ok(outcome),
+        Ok(_) => Ok(outcome),
+        // Another node made it first: its password holds, not the one written here.
+        Err(AccountError::Taken(_)) => {
+            if let FirstAdmin::Generated(path) = &outcome {
+                let _ = std::fs::remove_file(path);
+            }
+            Ok(FirstAdmin::Exists)
+        }
         Err(AccountError::Password(e)) => anyhow::bail!("AIA_ADMIN_PASSWORD: {e}"),
         Err(e) => Err(e.into()),
     }

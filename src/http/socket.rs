@@ -261,7 +261,7 @@ impl Conn {
         let (row, token) = match found {
             Some(found) => found,
             None => {
-                if !self.state.limits.new_session(self.ip) {
+                if !self.state.limits.new_session(self.ip).await {
                     return Outcome::error(ErrorCode::RateLimited, None);
                 }
                 let token = session_token();
@@ -280,6 +280,12 @@ impl Conn {
             Ok(page) => page,
             Err(e) => return internal(&e, None),
         };
+        if resumed {
+            // A question acknowledged before the visitor left (or before a node died) may
+            // still wait for its answer.
+            let (state, uid, page, ip) = (self.state.clone(), self.uid.clone(), self.page.clone(), self.ip);
+            self.state.tasks.spawn(resume_unanswered(state, uid, row.id, page, ip));
+        }
         let s = &self.client.settings;
         Outcome::frame(
             ServerFrame::Welcome {
@@ -310,7 +316,7 @@ impl Conn {
             Ok(t) => t,
             Err(code) => return Outcome::error(code, Some(&id)),
         };
-        if !self.state.limits.message(session) {
+        if !self.state.limits.message(session).await {
             return Outcome::error(ErrorCode::RateLimited, Some(&id));
         }
         let new = NewMessage {
@@ -356,8 +362,13 @@ impl Conn {
                 // it here, before it can send anything, keeps the indicator ahead of every
                 // `delta` and the answer without waiting for the disk write in the task.
                 typing_on(state, session, stored.seq);
-                // Claimed here, before the ack, so a resend can never start a second answer.
-                state.answering.lock().expect("answering lock").insert(stored.seq);
+                // Claimed here, before the ack, so a resend can never start a second answer
+                // (and, told to the other nodes, neither can a reconnect elsewhere).
+                state.claims.claim_here(stored.seq);
+                if state.cluster.clustered() {
+                    let (claims, seq) = (state.claims.clone(), stored.seq);
+                    tokio::spawn(async move { claims.announce(seq).await });
+                }
                 let _ = stored_tx.send(stored);
                 Outcome::frame(ack)
             }
@@ -561,7 +572,7 @@ impl Conn {
         if !relay::configured(&self.client) {
             return Outcome::error(ErrorCode::NoOperator, None);
         }
-        if !self.state.limits.write(session) {
+        if !self.state.limits.write(session).await {
             return Outcome::error(ErrorCode::RateLimited, None);
         }
         let page = self.page.as_ref().and_then(|p| p.url.clone());
@@ -583,7 +594,7 @@ impl Conn {
         let Some(session) = self.joined() else {
             return Outcome::error(ErrorCode::HelloRequired, None);
         };
-        if !self.state.limits.write(session) {
+        if !self.state.limits.write(session).await {
             return Outcome::error(ErrorCode::RateLimited, None);
         }
         match self.state.store.message_feedback(session, seq, value).await {
@@ -623,7 +634,7 @@ impl Conn {
             Ok(who) => who,
             Err(code) => return Outcome::error(code, None),
         };
-        if !self.state.limits.write(session) {
+        if !self.state.limits.write(session).await {
             return Outcome::error(ErrorCode::RateLimited, None);
         }
         match self.state.store.session_identify(session, who.name.as_deref(), who.email.as_deref()).await {
@@ -771,7 +782,7 @@ async fn answer(
 ) {
     if let Visitor::Resent(m) = &visitor {
         let seq = m.seq;
-        if !state.answering.lock().expect("answering lock").insert(seq) {
+        if !state.claims.claim(seq).await {
             return;
         }
         match state.store.reply_to(m.session_id, seq).await {
@@ -936,6 +947,74 @@ async fn answer(
     }
 }
 
+/// How old an unanswered question may be and still get its answer when the visitor comes
+/// back; an older one gets [`ASK_AGAIN`] instead.
+const RESUME_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// A question this young belongs to the node that acknowledged it (its claim may not have
+/// reached the others yet): wait before taking it over.
+const RESUME_GRACE_MS: i64 = 2000;
+/// How long a resumed socket keeps looking after questions another node is answering.
+const RESUME_WAIT: Duration = Duration::from_secs(30);
+/// The honest answer to a question that waited too long.
+const ASK_AGAIN: &str = "Sorry, your question could not be answered in time. Please ask it again.";
+
+/// Answers the questions of `session` left unanswered, when the visitor resumes it: the node
+/// (or process) that acknowledged them died, or the visitor left mid-answer. A question some
+/// node is still answering is left to it; its claim runs out if that node died.
+async fn resume_unanswered(
+    state: AppState,
+    uid: String,
+    session: i64,
+    page: Option<protocol::PageContext>,
+    ip: IpAddr,
+) {
+    let deadline = tokio::time::Instant::now() + RESUME_WAIT;
+    loop {
+        let pending = match unanswered(&state, session).await {
+            Ok(pending) => pending,
+            Err(e) => return tracing::warn!(error = %e, session, "looking for unanswered questions failed"),
+        };
+        let mut waiting = false;
+        for m in pending {
+            let age = now_ms() - m.created_at;
+            if age > RESUME_WINDOW_MS {
+                let mut notice = relay::server_message(session, Role::System, ASK_AGAIN);
+                notice.reply_to = Some(m.seq);
+                if let Err(e) = relay::show(&state, &notice).await {
+                    tracing::warn!(error = %e, session, "storing the ask-again notice failed");
+                }
+            } else if age < RESUME_GRACE_MS || state.claims.busy(m.seq).await {
+                waiting = true;
+            } else {
+                let turn = VisitorTurn {
+                    session_id: session,
+                    text: m.text.clone(),
+                    client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
+                    faq: None,
+                };
+                answer(state.clone(), uid.clone(), turn, Visitor::Resent(Box::new(m)), page.clone(), ip).await;
+            }
+        }
+        if !waiting || tokio::time::Instant::now() > deadline || state.shutdown.is_cancelled() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The visitor messages that end the conversation with nothing after them, while the bot has
+/// it (a person's conversation has no bot answers to wait for).
+async fn unanswered(state: &AppState, session: i64) -> Result<Vec<Message>, crate::store::StoreError> {
+    if relay::state_of(state, session).await? != HandoffState::Bot {
+        return Ok(Vec::new());
+    }
+    let (page, _) = state.store.messages_page(session, None, 20).await?;
+    let answered = page.iter().rposition(|m| m.role != Role::Visitor).map_or(0, |i| i + 1);
+    // A visitor who wrote many lines unanswered gets answers to the last few.
+    let skip = answered.max(page.len().saturating_sub(5));
+    Ok(page.into_iter().skip(skip).collect())
+}
+
 /// After `handoff_after_unanswered` "don't know" answers in a row, a person takes over.
 async fn hand_off_if_stuck(
     state: &AppState,
@@ -957,5 +1036,5 @@ async fn hand_off_if_stuck(
 
 /// Lets a message be answered again (after a resend) once its answer task is over.
 fn release(state: &AppState, seq: i64) {
-    state.answering.lock().expect("answering lock").remove(&seq);
+    state.claims.release(seq);
 }

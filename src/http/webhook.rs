@@ -57,7 +57,7 @@ async fn receive(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<&'static str, ApiError> {
-    if !state.limits.webhook(client_ip(state, peer, headers)) {
+    if !state.limits.webhook(client_ip(state, peer, headers)).await {
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many webhooks; retry later."));
     }
     if body.len() > MAX_BODY {

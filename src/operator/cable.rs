@@ -67,12 +67,16 @@ fn wanted(client: &ClientRuntime) -> bool {
 pub async fn run(state: AppState) {
     let http = state.operator_http.clone();
     let mut running: HashMap<i64, (i64, CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
+    let mut lease = state.lease(crate::cluster::lease::CABLE, Duration::from_secs(15));
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        let clients: Vec<Arc<ClientRuntime>> = state.registry.all().into_iter().filter(|c| wanted(c)).collect();
+        // One node listens, so each event is acted on once (its replies reach every node).
+        let held = lease.hold(state.store.as_ref()).await;
+        let clients: Vec<Arc<ClientRuntime>> =
+            if held { state.registry.all().into_iter().filter(|c| wanted(c)).collect() } else { Vec::new() };
         running.retain(|id, (version, cancel, task)| {
             let current = clients.iter().any(|c| c.row.id == *id && c.row.settings_version == *version);
             if !current {

@@ -97,7 +97,7 @@ pub async fn start_handoff(
     state.store.operator_link_save(&link).await?;
     let job = serde_json::to_string(&HandoffJob { why: format!("{why:?}"), page }).expect("plain JSON");
     state.store.outbox_push(client.row.id, session, "handoff", &job, now_ms()).await?;
-    state.operator_wake.notify_one();
+    state.wake(crate::cluster::Job::Operator);
     tracing::info!(client = %client.row.uid, session, why = why.describe(), "hand-off to a person queued");
     notify_visitor(state, session, HANDING_OFF).await?;
     Ok(true)
@@ -108,7 +108,7 @@ pub async fn start_handoff(
 pub async fn forward(state: &AppState, client_id: i64, session: i64, seq: i64, text: &str) -> Result<(), StoreError> {
     let job = serde_json::to_string(&MessageJob { seq, text: text.to_string() }).expect("plain JSON");
     state.store.outbox_push(client_id, session, "message", &job, now_ms()).await?;
-    state.operator_wake.notify_one();
+    state.wake(crate::cluster::Job::Operator);
     Ok(())
 }
 
@@ -171,6 +171,7 @@ async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<()
 pub async fn run(state: AppState) {
     let http = state.operator_http.clone();
     let mut more = false;
+    let mut lease = state.lease(crate::cluster::lease::OPERATOR_OUTBOX, Duration::from_secs(15));
     loop {
         // A full pass may have left due items behind: look again at once.
         if !more {
@@ -179,6 +180,11 @@ pub async fn run(state: AppState) {
                 _ = state.operator_wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
+        }
+        // One node delivers, so each item goes out once and in order.
+        if !lease.hold(state.store.as_ref()).await {
+            more = false;
+            continue;
         }
         let due = match state.store.outbox_due(now_ms(), PASS).await {
             Ok(due) => due,
@@ -363,7 +369,7 @@ async fn keep_webhook_secret(state: &AppState, client: &ClientRuntime, secret: &
         .plan(&client.row.uid, &updates, state.settings.store.upstream, &state.keys)
         .map_err(|e| Failure::Dead(format!("operator_webhook_secret: {e}")))?;
     state.store.settings_put(client.row.id, &writes).await?;
-    state.registry.sync(&*state.store).await?;
+    state.reload_everywhere().await?;
     Ok(state.registry.get(&client.row.uid).map_or(client.row.settings_version, |c| c.row.settings_version))
 }
 

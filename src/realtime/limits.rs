@@ -1,6 +1,7 @@
 //! Abuse limits with documented defaults: messages per session per minute, open sockets per
-//! IP, and new sessions per IP per minute. Per process; several nodes share them via Redis
-//! in the [scale] work.
+//! IP, and new sessions per IP per minute. On a clustered node the rate limits are kept in
+//! Redis so they hold across nodes (falling back to this process's limiters while Redis is
+//! away); open sockets are counted per node.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,6 +9,9 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::cluster::Cluster;
+use crate::cluster::ratelimit::SharedLimiter;
 
 /// Operator webhooks a second from one address: far above what a Chatwoot sends for one
 /// shop (every agent message, typing and status change is one call), low enough that a flood
@@ -41,6 +45,16 @@ pub struct Limits {
     /// Operator webhooks per sending address, checked before a body is read or verified.
     webhooks: DefaultKeyedRateLimiter<IpAddr>,
     sockets: Mutex<HashMap<IpAddr, u32>>,
+    /// The same rate limits in Redis, on a clustered node.
+    shared: Option<Shared>,
+}
+
+/// The cluster-wide twins of the rate limiters.
+struct Shared {
+    messages: SharedLimiter,
+    writes: SharedLimiter,
+    sessions: SharedLimiter,
+    webhooks: SharedLimiter,
 }
 
 /// An open-socket slot for one IP, released on drop.
@@ -66,8 +80,33 @@ fn nz(n: u32) -> NonZeroU32 {
 }
 
 impl Limits {
-    /// Builds the limiters.
-    pub fn new(settings: LimitSettings) -> Arc<Limits> {
+    /// Builds the limiters; on a clustered node the rate limits are shared through Redis.
+    pub fn new(settings: LimitSettings, cluster: &Cluster) -> Arc<Limits> {
+        let minute = std::time::Duration::from_secs(60);
+        let shared = cluster.clustered().then(|| Shared {
+            messages: SharedLimiter::new(
+                cluster,
+                "messages",
+                minute,
+                settings.messages_per_minute,
+                settings.message_burst,
+            ),
+            writes: SharedLimiter::new(cluster, "writes", minute, settings.messages_per_minute, settings.message_burst),
+            sessions: SharedLimiter::new(
+                cluster,
+                "sessions",
+                minute,
+                settings.sessions_per_minute,
+                settings.sessions_per_minute,
+            ),
+            webhooks: SharedLimiter::new(
+                cluster,
+                "webhooks",
+                std::time::Duration::from_secs(1),
+                WEBHOOKS_PER_SECOND,
+                WEBHOOK_BURST,
+            ),
+        });
         let per_session = Quota::per_minute(nz(settings.messages_per_minute)).allow_burst(nz(settings.message_burst));
         Arc::new(Limits {
             settings,
@@ -76,6 +115,7 @@ impl Limits {
             sessions: RateLimiter::keyed(Quota::per_minute(nz(settings.sessions_per_minute))),
             webhooks: RateLimiter::keyed(Quota::per_second(nz(WEBHOOKS_PER_SECOND)).allow_burst(nz(WEBHOOK_BURST))),
             sockets: Mutex::new(HashMap::new()),
+            shared,
         })
     }
 
@@ -91,24 +131,41 @@ impl Limits {
     }
 
     /// Whether `ip` may start another session now.
-    pub fn new_session(&self, ip: IpAddr) -> bool {
+    pub async fn new_session(&self, ip: IpAddr) -> bool {
+        if let Some(allowed) = self.shared(|s| &s.sessions, &ip.to_string()).await {
+            return allowed;
+        }
         self.sessions.check_key(&ip).is_ok()
     }
 
     /// Whether `ip` may deliver another operator webhook now.
-    pub fn webhook(&self, ip: IpAddr) -> bool {
+    pub async fn webhook(&self, ip: IpAddr) -> bool {
+        if let Some(allowed) = self.shared(|s| &s.webhooks, &ip.to_string()).await {
+            return allowed;
+        }
         self.webhooks.check_key(&ip).is_ok()
     }
 
     /// Whether `session` may send another message now.
-    pub fn message(&self, session: i64) -> bool {
+    pub async fn message(&self, session: i64) -> bool {
+        if let Some(allowed) = self.shared(|s| &s.messages, &session.to_string()).await {
+            return allowed;
+        }
         self.messages.check_key(&session).is_ok()
     }
 
     /// Whether `session` may store another rating or identity now (same quota as messages,
     /// counted apart from them).
-    pub fn write(&self, session: i64) -> bool {
+    pub async fn write(&self, session: i64) -> bool {
+        if let Some(allowed) = self.shared(|s| &s.writes, &session.to_string()).await {
+            return allowed;
+        }
         self.writes.check_key(&session).is_ok()
+    }
+
+    /// The cluster's answer for `key`, when clustered and Redis answers.
+    async fn shared(&self, which: impl Fn(&Shared) -> &SharedLimiter, key: &str) -> Option<bool> {
+        which(self.shared.as_ref()?).check(key).await
     }
 
     /// Forgets limiter state that has fully recovered (called periodically).

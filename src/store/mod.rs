@@ -763,7 +763,6 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_revive(&self, client_id: i64, id: i64, now: i64) -> StoreResult<bool>;
     /// Records a webhook delivery id; `false` when it was seen within the last day (a repeat).
     async fn webhook_delivery_first(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
-    /// Cheap round trip for readiness checks.
     /// How many admin accounts exist (none: the first start creates one).
     async fn admin_count(&self) -> StoreResult<i64>;
     /// Adds an account; `Conflict` when the username is taken.
@@ -801,7 +800,13 @@ pub trait Store: Send + Sync + 'static {
     async fn admin_session_delete(&self, token_hash: &str) -> StoreResult<()>;
     /// Deletes a client with everything it owns; false if there was none.
     async fn client_delete(&self, uid: &str) -> StoreResult<bool>;
+    /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
+    /// Takes or renews the lease of periodic job `name` until `until`: it succeeds when the
+    /// lease is free, ran out by `now`, or is `owner`'s already. One node runs each job.
+    async fn lease_take(&self, name: &str, owner: &str, now: i64, until: i64) -> StoreResult<bool>;
+    /// Gives up `owner`'s lease of `name` (no-op when another node holds it).
+    async fn lease_release(&self, name: &str, owner: &str) -> StoreResult<()>;
 }
 
 /// Opens (and migrates) the store named by `database_url`, or the SQLite file in `data_dir`.

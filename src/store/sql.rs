@@ -67,6 +67,7 @@ macro_rules! migrations {
             ),
             (12, "admins", include_str!(concat!("../../migrations/", $dialect, "/0012_admins.sql"))),
             (13, "training runs", include_str!(concat!("../../migrations/", $dialect, "/0013_training_runs.sql"))),
+            (14, "job leases", include_str!(concat!("../../migrations/", $dialect, "/0014_job_leases.sql"))),
         ]
     };
 }
@@ -1589,6 +1590,30 @@ macro_rules! sql_store {
 
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.reader).await?;
+                Ok(())
+            }
+
+            async fn lease_take(&self, name: &str, owner: &str, now: i64, until: i64) -> StoreResult<bool> {
+                let taken = sqlx::query(
+                    "INSERT INTO job_leases (name, owner, until) VALUES ($1, $2, $4) \
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until \
+                     WHERE job_leases.owner = excluded.owner OR job_leases.until <= $3",
+                )
+                .bind(name)
+                .bind(owner)
+                .bind(now)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(taken.rows_affected() == 1)
+            }
+
+            async fn lease_release(&self, name: &str, owner: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM job_leases WHERE name = $1 AND owner = $2")
+                    .bind(name)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(())
             }
         }

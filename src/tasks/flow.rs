@@ -122,7 +122,7 @@ pub async fn take(
     match state.store.task_insert(&record).await {
         Ok(_) if confirm => Ok(Taken::Proposed),
         Ok(_) => {
-            state.tasks_wake.notify_one();
+            state.wake(crate::cluster::Job::Tasks);
             Ok(Taken::Queued)
         }
         Err(StoreError::Conflict(_)) => Ok(Taken::Duplicate),
@@ -133,7 +133,7 @@ pub async fn take(
 /// The visitor said yes: the task is queued.
 pub async fn confirm(state: &AppState, task: &TaskRecord) -> Result<(), StoreError> {
     state.store.task_set_state(task.id, TaskState::Queued, now_ms()).await?;
-    state.tasks_wake.notify_one();
+    state.wake(crate::cluster::Job::Tasks);
     Ok(())
 }
 
@@ -167,11 +167,16 @@ pub fn settled_text(confirmed: bool) -> &'static str {
 
 /// The worker: creates due tasks until shutdown; woken by new work, else polls each second.
 pub async fn run(state: AppState) {
+    let mut lease = state.lease(crate::cluster::lease::TASKS_OUTBOX, Duration::from_secs(15));
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = state.tasks_wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        // One node makes the cards, so each is made once.
+        if !lease.hold(state.store.as_ref()).await {
+            continue;
         }
         let due = match state.store.tasks_due(now_ms(), 50).await {
             Ok(due) => due,

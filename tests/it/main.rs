@@ -21,6 +21,7 @@ mod catalog_client;
 mod chat;
 mod chatwoot_client;
 mod cli;
+mod cluster;
 mod embeddings_client;
 mod handoff;
 mod model;

@@ -71,7 +71,7 @@ pub async fn create(
             }
             Err(e) => return Err(ApiError::internal(&e)),
         }
-        state.registry.sync(state.store.as_ref()).await.map_err(|e| ApiError::internal(&e))?;
+        state.reload_everywhere().await.map_err(|e| ApiError::internal(&e))?;
         tracing::info!(admin = %admin.0.username, client = %body.uid, "client added");
         let client = admin.client(&state, &body.uid)?;
         Ok((StatusCode::CREATED, Json(view(&state, &headers, &client, &[]))).into_response())
@@ -140,7 +140,7 @@ pub async fn change(
     let writes = current.plan(uid, updates, state.settings.store.upstream, &state.keys).map_err(setting_error)?;
     if !writes.is_empty() {
         state.store.settings_put(client.row.id, &writes).await.map_err(|e| ApiError::internal(&e))?;
-        state.registry.sync(state.store.as_ref()).await.map_err(|e| ApiError::internal(&e))?;
+        state.reload_everywhere().await.map_err(|e| ApiError::internal(&e))?;
     }
     let changes: Vec<(String, &'static str)> = writes
         .iter()
@@ -165,7 +165,7 @@ pub async fn delete(State(state): State<AppState>, admin: Admin, Path(uid): Path
         admin.server_admin()?;
         admin.client(&state, &uid)?;
         state.store.client_delete(&uid).await.map_err(|e| ApiError::internal(&e))?;
-        state.registry.sync(state.store.as_ref()).await.map_err(|e| ApiError::internal(&e))?;
+        state.reload_everywhere().await.map_err(|e| ApiError::internal(&e))?;
         tracing::info!(admin = %admin.0.username, client = %uid, "client deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
     }

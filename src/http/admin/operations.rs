@@ -97,7 +97,10 @@ async fn start_training(state: &AppState, admin: &Admin, client: &ClientRuntime)
     tracing::info!(admin = %admin.0.username, client = %uid, "training started from the admin panel");
     state.tasks.spawn(async move {
         match state2.trainer.train(&uid, &owner, |_| {}).await {
-            Ok(o) => tracing::info!(client = %uid, entries = o.entries, pages = o.pages, "training finished"),
+            Ok(o) => {
+                tracing::info!(client = %uid, entries = o.entries, pages = o.pages, "training finished");
+                state2.announce_change();
+            }
             Err(crate::knowledge::run::TrainError::Busy(_)) => {}
             Err(e) => {
                 tracing::warn!(client = %uid, error = %e, "training failed; the previous knowledge keeps serving")
@@ -178,7 +181,7 @@ async fn revive(state: &AppState, admin: &Admin, client: &ClientRuntime, id: i64
     if !state.store.outbox_revive(client.row.id, id, crate::ids::now_ms()).await.map_err(internal)? {
         return Err(no_item());
     }
-    state.operator_wake.notify_one();
+    state.wake(crate::cluster::Job::Operator);
     tracing::info!(admin = %admin.0.username, client = %client.row.uid, item = id, "operator delivery retried");
     Ok(())
 }

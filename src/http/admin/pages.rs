@@ -316,7 +316,7 @@ pub async fn add_client(State(state): State<AppState>, form: AdminForm) -> Respo
         }
         Err(e) => return ApiError::internal(&e).into_response(),
     }
-    if let Err(e) = state.registry.sync(state.store.as_ref()).await {
+    if let Err(e) = state.reload_everywhere().await {
         return ApiError::internal(&e).into_response();
     }
     tracing::info!(admin = %me.username, client = %uid, "client added");
