@@ -217,7 +217,9 @@ impl App {
                 cluster_stop.clone(),
             )
         };
-        hub.attach(bus.clone());
+        if cluster.clustered() {
+            hub.attach(bus.clone());
+        }
         let state = AppState {
             inner: Arc::new(StateInner {
                 trainer,

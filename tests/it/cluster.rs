@@ -331,7 +331,7 @@ async fn an_operator_reply_through_b_reaches_the_visitor_on_a_and_the_outbox_run
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_streaming_on_a_reaches_the_visitor_who_moved_to_b() {
     let Some((shared, _redis)) = cluster_parts().await else { return };
-    let model = FakeModel::start(vec![text_stream(Duration::from_millis(700))]).await;
+    let model = FakeModel::start(vec![text_stream(Duration::from_millis(1500))]).await;
     let a = Node::start(&shared, &[]).await;
     client_set(&shared, &[format!("model_url={}", model.base())]);
     let b = Node::start(&shared, &[]).await;
@@ -554,4 +554,98 @@ async fn a_node_with_another_key_or_without_postgres_refuses_to_start() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("--database-url postgres://"), "{text}");
+}
+
+/// A TCP forwarder to PostgreSQL that a test can cut (every connection dropped, new ones
+/// refused) and restore, as a database outage looks to a node.
+struct Outage {
+    addr: SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<std::sync::Mutex<tokio_util::sync::CancellationToken>>,
+}
+
+impl Outage {
+    async fn start(upstream: SocketAddr) -> Outage {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cut = std::sync::Arc::new(std::sync::Mutex::new(tokio_util::sync::CancellationToken::new()));
+        let (d, c) = (down.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let token = c.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Outage { addr, down, cut }
+    }
+
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut token = self.cut.lock().unwrap();
+        token.cancel();
+        *token = tokio_util::sync::CancellationToken::new();
+    }
+
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn readyz(node: &Node) -> (u16, String) {
+    match http().get(format!("{}/readyz", node.base)).timeout(Duration::from_secs(15)).send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_postgres_fails_readiness_refuses_messages_and_loses_nothing_acknowledged() {
+    let Some((mut shared, _redis)) = cluster_parts().await else { return };
+    let mut url = url::Url::parse(&shared.database).unwrap();
+    let upstream: SocketAddr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432)).parse().unwrap();
+    let outage = Outage::start(upstream).await;
+    url.set_port(Some(outage.addr.port())).unwrap();
+    shared.database = url.to_string();
+    let node = Node::start(&shared, &[]).await;
+    let (mut ws, welcome) = node.visitor(None).await;
+    let session = welcome["session"].as_str().unwrap().to_string();
+    let (ack, _) = ws.ask("p1", "How long does shipping take?").await;
+    assert_eq!(ack["duplicate"], false);
+
+    // The database goes away: the node says it is not ready and refuses, never acks.
+    outage.cut();
+    eventually(Duration::from_secs(30), "readiness to fail", async || {
+        let (status, body) = readyz(&node).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    ws.send(json!({"type": "message", "id": "p2", "text": "Do you ship to Austria?"})).await;
+    let refused = loop {
+        let f = ws.next().await.expect("the socket stays open");
+        if f["type"] == "error" || f["type"] == "ack" {
+            break f;
+        }
+    };
+    assert_eq!((refused["type"].as_str(), refused["code"].as_str()), (Some("error"), Some("internal")), "{refused}");
+
+    // It comes back: ready again, the resend is stored, and what was acknowledged is there.
+    outage.restore();
+    eventually(Duration::from_secs(30), "readiness again", async || (readyz(&node).await.0 == 200).then_some(())).await;
+    let (ack, answer) = ws.ask("p2", "Do you ship to Austria?").await;
+    assert_eq!(ack["duplicate"], false, "p2 was never stored before");
+    assert_eq!(answer["role"], "assistant");
+    let (_, welcome) = node.visitor(Some(&session)).await;
+    let ids: Vec<&str> = welcome["history"].as_array().unwrap().iter().filter_map(|m| m["clientId"].as_str()).collect();
+    assert_eq!(ids, ["p1", "p2"]);
 }
