@@ -504,7 +504,13 @@ async fn without_redis_nodes_serve_their_own_sockets_and_recover_when_it_returns
 async fn rate_limits_hold_across_nodes() {
     let Some((shared, _redis)) = cluster_parts().await else { return };
     let a = Node::start(&shared, &[]).await;
-    let b = Node::start(&shared, &[]).await;
+    // B runs with the rest of deploy/compose.yaml's environment.
+    let compose = [
+        ("AIA_NO_DEMO", "true"),
+        ("AIA_PUBLIC_URL", "http://localhost:8080"),
+        ("AIA_TRUSTED_PROXIES", "172.30.0.10/32"),
+    ];
+    let b = Node::start(&shared, &compose).await;
     let (mut tab_a, welcome) = a.visitor(None).await;
     let session = welcome["session"].as_str().unwrap().to_string();
     let (mut tab_b, _) = b.visitor(Some(&session)).await;

@@ -212,7 +212,24 @@ async fn conformance(store: Arc<dyn Store>) {
     vector_conformance(store.as_ref(), c.id).await;
     admin_conformance(store.as_ref(), c.id).await;
     conversation_conformance(store.as_ref()).await;
+    lease_conformance(store.as_ref()).await;
     store.ping().await.unwrap();
+}
+
+/// A periodic job's lease: one holder at a time, renewable by it, free once it ran out or
+/// was given up.
+async fn lease_conformance(store: &dyn Store) {
+    assert!(store.lease_take("job", "node-a", 1_000, 16_000).await.unwrap(), "free: taken");
+    assert!(!store.lease_take("job", "node-b", 2_000, 17_000).await.unwrap(), "held by another");
+    assert!(store.lease_take("job", "node-a", 3_000, 18_000).await.unwrap(), "renewed by its holder");
+    assert!(!store.lease_take("job", "node-b", 17_999, 32_999).await.unwrap(), "not yet run out");
+    assert!(store.lease_take("job", "node-b", 18_000, 33_000).await.unwrap(), "ran out: taken over");
+    assert!(!store.lease_take("job", "node-a", 19_000, 34_000).await.unwrap(), "the old holder lost it");
+    assert!(store.lease_take("other", "node-a", 19_000, 34_000).await.unwrap(), "jobs are apart");
+    store.lease_release("job", "node-a").await.unwrap();
+    assert!(!store.lease_take("job", "node-c", 20_000, 35_000).await.unwrap(), "only the holder gives it up");
+    store.lease_release("job", "node-b").await.unwrap();
+    assert!(store.lease_take("job", "node-c", 20_000, 35_000).await.unwrap(), "given up: free");
 }
 
 /// The admin panel's conversation list: newest activity first, search in messages (with LIKE's
