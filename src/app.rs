@@ -90,19 +90,13 @@ impl AppState {
     /// Rebuilds this node's clients after a change made here, and tells the other nodes.
     pub async fn reload_everywhere(&self) -> Result<(), crate::store::StoreError> {
         self.registry.sync(self.store.as_ref()).await?;
-        self.announce_change();
-        Ok(())
-    }
-
-    /// Tells every node that client settings or knowledge changed here, so they reload now.
-    pub fn announce_change(&self) {
         self.bus.publish(&Event::Reload);
+        Ok(())
     }
 
     /// The lease of periodic job `name` for this node (see [`Lease`]).
     pub fn lease(&self, name: &'static str, ttl: Duration) -> Lease {
-        let shared = self.settings.store.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
-        Lease::new(name, self.cluster.node(), ttl, shared)
+        Lease::new(name, self.cluster.node(), ttl, self.settings.store.shared())
     }
 
     /// Wakes `job`'s worker, on this node and on the one that holds its lease.
@@ -117,7 +111,7 @@ impl AppState {
 
 /// Opens the store and checks (or, on first use, records) the secret key's fingerprint.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<(Arc<dyn Store>, SecretBox)> {
-    let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+    let postgres = settings.shared();
     if !postgres {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
@@ -149,7 +143,7 @@ impl App {
         let started = Instant::now();
         let cluster = match &settings.redis_url {
             Some(url) => {
-                if !settings.store.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+                if !settings.store.shared() {
                     anyhow::bail!(
                         "--redis-url makes this node one of several, and they must share one database: give --database-url postgres://… too"
                     );
@@ -192,6 +186,7 @@ impl App {
             http: crate::outbound::client(settings.store.upstream, std::time::Duration::from_secs(30)),
             keys: keys.clone(),
             store: store.clone(),
+            lease_owner: settings.store.shared().then(|| cluster.node().to_string()),
         });
         registry.sync(store.as_ref()).await?;
         let trainer = crate::knowledge::run::Trainer::new(
@@ -423,7 +418,9 @@ fn spawn_schedule(state: &AppState) -> tokio::task::JoinHandle<()> {
                         match state.trainer.train(&uid, &owner, |_| {}).await {
                             Ok(o) => {
                                 tracing::info!(client = %uid, entries = o.entries, pages = o.pages, changed = o.written.changed, "scheduled training finished");
-                                state.announce_change();
+                                if let Err(e) = state.reload_everywhere().await {
+                                    tracing::warn!(error = %e, "reloading clients failed");
+                                }
                             }
                             Err(crate::knowledge::run::TrainError::Busy(_)) => {}
                             Err(e) => tracing::warn!(client = %uid, error = %e, "scheduled training failed; the previous knowledge keeps serving"),

@@ -134,6 +134,14 @@ pub struct StoreSettings {
     pub secret_key: Option<String>,
 }
 
+impl StoreSettings {
+    /// Whether the database is PostgreSQL, which several nodes (and their leases) may share;
+    /// SQLite is one server's own.
+    pub fn shared(&self) -> bool {
+        self.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"))
+    }
+}
+
 /// The read-only admin token: compared in constant time, never printed.
 #[derive(Clone)]
 pub struct AdminToken(String);

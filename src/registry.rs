@@ -103,6 +103,9 @@ pub struct Embedding {
     pub keys: SecretBox,
     /// Where vectors are stored; embedding runs in the background, past the sync call.
     pub store: Arc<dyn Store>,
+    /// This node's name when other nodes share the database: one of them embeds a client's
+    /// knowledge (under a lease) and the others read the stored vectors.
+    pub lease_owner: Option<String>,
 }
 
 /// One client's embedding job: for which knowledge version and space, and the slot it fills.
@@ -195,6 +198,7 @@ impl Registry {
         if let Some(embedding) = &self.embedding {
             tokio::spawn(vectorize(
                 embedding.store.clone(),
+                embedding.lease_owner.clone(),
                 row.clone(),
                 knowledge.clone(),
                 embedder,
@@ -273,10 +277,17 @@ impl Registry {
     }
 }
 
+/// How long a node may embed a client's knowledge before another may start too (the work
+/// is stored in batches as it goes, so a taker continues where it stopped).
+const EMBED_LEASE: Duration = Duration::from_secs(120);
+/// How often a node waiting for another's embedding looks again.
+const EMBED_LEASE_WAIT: Duration = Duration::from_secs(2);
+
 /// Embeds a client's knowledge (only what has no stored vector) and fills `slot`; retries
 /// with a growing wait while the slot is still wanted (its knowledge still current).
 async fn vectorize(
     store: Arc<dyn Store>,
+    lease_owner: Option<String>,
     row: ClientRow,
     knowledge: Arc<KnowledgeIndex>,
     embedder: Arc<dyn Embedder>,
@@ -289,9 +300,23 @@ async fn vectorize(
         if slot.strong_count() == 0 {
             return;
         }
+        // On several nodes one embeds; the others wait and then find the vectors stored.
+        let lease = format!("embed:{}:{}", row.id, embedder.space());
+        if let Some(owner) = &lease_owner {
+            let now = crate::ids::now_ms();
+            if let Ok(false) = store.lease_take(&lease, owner, now, now + EMBED_LEASE.as_millis() as i64).await {
+                drop(permit);
+                tokio::time::sleep(EMBED_LEASE_WAIT).await;
+                continue;
+            }
+        }
         let started = std::time::Instant::now();
-        match crate::semantic::sync::sync(store.as_ref(), row.id, knowledge.entries(), embedder.as_ref(), |_| {}).await
-        {
+        let synced =
+            crate::semantic::sync::sync(store.as_ref(), row.id, knowledge.entries(), embedder.as_ref(), |_| {}).await;
+        if let Some(owner) = &lease_owner {
+            let _ = store.lease_release(&lease, owner).await;
+        }
+        match synced {
             Ok(synced) => {
                 tracing::info!(
                     client = %row.uid,

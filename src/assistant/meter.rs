@@ -1,8 +1,9 @@
 //! Model tokens used per client and UTC day and per session, counted in memory on top of what
 //! the store held when first asked, so checking a budget before each answer costs no database
 //! round trip. The store stays the source of truth: every answer's tokens are written with it,
-//! and an entry not cached is read from there. Other nodes' use is seen when an entry is
-//! read again (a soft limit, by design).
+//! and an entry not cached is read from there. A client's day is read again every
+//! [`DAY_REFRESH`], so the other nodes' use counts too (the daily budget holds for the cluster,
+//! give or take what they spend in that time).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,13 +11,17 @@ use std::sync::Mutex;
 
 use crate::store::{Store, StoreResult};
 
+/// How long a client's cached day count is trusted before it is read again from the store.
+pub const DAY_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Sessions remembered at most; past it the cache starts over (and refills from the store).
 const MAX_SESSIONS: usize = 100_000;
 
 /// The in-memory token counters.
 #[derive(Debug, Default)]
 pub struct UsageMeter {
-    days: Mutex<HashMap<(i64, i64), i64>>,
+    /// Tokens per (client, day), and when the store was last asked.
+    days: Mutex<HashMap<(i64, i64), (i64, std::time::Instant)>>,
     sessions: Mutex<HashMap<i64, i64>>,
     /// Per visitor address and UTC day, across clients; in memory only (per node, since start).
     ips: Mutex<HashMap<(IpAddr, i64), i64>>,
@@ -25,13 +30,16 @@ pub struct UsageMeter {
 impl UsageMeter {
     /// Tokens the client used on `day`.
     pub async fn client_day(&self, store: &dyn Store, client_id: i64, day: i64) -> StoreResult<i64> {
-        if let Some(n) = self.days.lock().expect("meter lock").get(&(client_id, day)) {
+        if let Some((n, read)) = self.days.lock().expect("meter lock").get(&(client_id, day))
+            && read.elapsed() < DAY_REFRESH
+        {
             return Ok(*n);
         }
         let n = store.usage_day(client_id, day).await?.tokens.total();
         let mut days = self.days.lock().expect("meter lock");
         days.retain(|(_, d), _| *d >= day - 1);
-        Ok(*days.entry((client_id, day)).or_insert(n))
+        days.insert((client_id, day), (n, std::time::Instant::now()));
+        Ok(n)
     }
 
     /// Tokens the session's answers used.
@@ -64,7 +72,7 @@ impl UsageMeter {
     /// An answer that cost `tokens` was stored. Only cached entries change: one not cached is
     /// read from the store, which already counts it.
     pub fn add(&self, client_id: i64, day: i64, session: i64, tokens: i64) {
-        if let Some(n) = self.days.lock().expect("meter lock").get_mut(&(client_id, day)) {
+        if let Some((n, _)) = self.days.lock().expect("meter lock").get_mut(&(client_id, day)) {
             *n += tokens;
         }
         if let Some(n) = self.sessions.lock().expect("meter lock").get_mut(&session) {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::chatwoot_fake::{FakeChatwoot, INBOX_SECRET};
+use crate::embeddings_fake::FakeEmbeddings;
 use crate::graphql_fake::{FakeShop, Faq, hotel_faqs};
 use crate::model_fake::{FakeModel, Script, text_stream};
 use crate::store::fresh_postgres;
@@ -405,6 +406,46 @@ async fn training_on_a_makes_b_answer_from_the_new_knowledge_at_once() {
     .await;
     assert!(answer["text"].as_str().unwrap().contains("20 euros a day"), "{answer}");
     assert!(b.log().contains("another node changed them"), "B reloaded on A's word:\n{}", b.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_knowledge_is_embedded_once_for_the_whole_cluster() {
+    let Some((shared, _redis)) = cluster_parts().await else { return };
+    let embeddings = FakeEmbeddings::start().await;
+    let shop = FakeShop::start(hotel_faqs(24)).await;
+    const QUERY: &str = "query Faq($pageSize: Int!, $currentPage: Int!) { faqs(pageSize: $pageSize, currentPage: $currentPage) { items { id question answer } page_info { total_pages } } }";
+    let a = Node::start(&shared, &[]).await;
+    client_set(
+        &shared,
+        &[
+            format!("embedding_url={}", embeddings.url()),
+            "embedding_model=fake-embed".into(),
+            format!("graphql_url={}", shop.url("/graphql")),
+            format!("graphql_query={QUERY}"),
+        ],
+    );
+    let b = Node::start(&shared, &[]).await;
+    let ready = |node: &Node| node.log().matches("knowledge vectors ready").count();
+    eventually(Duration::from_secs(30), "both nodes' vectors", async || {
+        (ready(&a) >= 1 && ready(&b) >= 1).then_some(())
+    })
+    .await;
+
+    // Training on A: both nodes want the new knowledge's vectors at the same moment, from a
+    // provider that takes its time.
+    settled().await;
+    embeddings.set_delay(Duration::from_millis(300));
+    let admin = a.admin().await;
+    let (status, body) = admin.call(reqwest::Method::POST, "/api/admin/clients/demo/training", json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    eventually(Duration::from_secs(30), "both nodes' new vectors", async || {
+        (ready(&a) >= 2 && ready(&b) >= 2).then_some(())
+    })
+    .await;
+    let inputs: Vec<String> = embeddings.requests().iter().flat_map(|r| r.inputs()).collect();
+    let unique: std::collections::HashSet<&String> = inputs.iter().collect();
+    assert_eq!(inputs.len(), unique.len(), "every text embedded once for the two nodes");
+    assert!(inputs.iter().any(|t| t.contains("sauna")), "the trained knowledge was embedded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

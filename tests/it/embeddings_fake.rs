@@ -132,6 +132,7 @@ struct Fake {
     failures: Mutex<VecDeque<Failure>>,
     seen: Mutex<Vec<Seen>>,
     embedded: AtomicUsize,
+    delay: Mutex<std::time::Duration>,
 }
 
 /// A running fake; stops when dropped.
@@ -160,6 +161,7 @@ impl FakeEmbeddings {
             failures: Mutex::new(VecDeque::new()),
             seen: Mutex::new(Vec::new()),
             embedded: AtomicUsize::new(0),
+            delay: Mutex::new(std::time::Duration::ZERO),
         });
         let app = Router::new()
             .route("/v1/embeddings", post(embeddings))
@@ -196,6 +198,11 @@ impl FakeEmbeddings {
     /// How many inputs were embedded in all (answered with a 200).
     pub fn inputs_embedded(&self) -> usize {
         self.fake.embedded.load(Ordering::SeqCst)
+    }
+
+    /// Every later answer takes `delay` (a slow provider).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        *self.fake.delay.lock().unwrap() = delay;
     }
 
     /// The next `n` requests get `failure`.
@@ -255,6 +262,8 @@ async fn embeddings(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap,
     let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
     fake.seen.lock().unwrap().push(Seen { path, headers: headers.clone(), body: json_body.clone() });
+    let delay = *fake.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
 
     let azure = uri.path().starts_with("/openai/deployments/");
     if azure && !uri.query().unwrap_or_default().split('&').any(|p| p.starts_with("api-version=")) {

@@ -99,7 +99,9 @@ async fn start_training(state: &AppState, admin: &Admin, client: &ClientRuntime)
         match state2.trainer.train(&uid, &owner, |_| {}).await {
             Ok(o) => {
                 tracing::info!(client = %uid, entries = o.entries, pages = o.pages, "training finished");
-                state2.announce_change();
+                if let Err(e) = state2.reload_everywhere().await {
+                    tracing::warn!(error = %e, "reloading clients failed");
+                }
             }
             Err(crate::knowledge::run::TrainError::Busy(_)) => {}
             Err(e) => {
