@@ -334,8 +334,8 @@ fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Deletes conversations idle longer than their client's `retention_days`, in batches, at
-/// start and then every `retention_interval`.
+/// Deletes conversations idle longer than their client's `retention_days`, in batches, and
+/// webhook delivery ids older than a day, at start and then every `retention_interval`.
 fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
     const BATCH: u32 = 500;
     let state = state.clone();
@@ -347,6 +347,9 @@ fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             if !lease.hold(state.store.as_ref()).await {
                 continue;
+            }
+            if let Err(e) = state.store.webhook_deliveries_forget(crate::ids::now_ms()).await {
+                tracing::warn!(error = %e, "forgetting old webhook delivery ids failed");
             }
             for client in state.registry.all() {
                 let days = client.settings.get("retention_days").parse::<i64>().unwrap_or(0);

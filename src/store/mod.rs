@@ -763,6 +763,9 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_revive(&self, client_id: i64, id: i64, now: i64) -> StoreResult<bool>;
     /// Records a webhook delivery id; `false` when it was seen within the last day (a repeat).
     async fn webhook_delivery_first(&self, delivery_id: &str, now: i64) -> StoreResult<bool>;
+    /// Forgets webhook delivery ids older than a day at `now` (a periodic sweep, so the
+    /// webhook's own path makes one write); how many.
+    async fn webhook_deliveries_forget(&self, now: i64) -> StoreResult<u64>;
     /// How many admin accounts exist (none: the first start creates one).
     async fn admin_count(&self) -> StoreResult<i64>;
     /// Adds an account; `Conflict` when the username is taken.

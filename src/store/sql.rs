@@ -1436,16 +1436,15 @@ macro_rules! sql_store {
             }
 
             async fn webhook_delivery_first(&self, delivery_id: &str, now: i64) -> StoreResult<bool> {
-                sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
-                    .bind(now - DELIVERY_MEMORY_MS)
-                    .execute(&self.pool)
-                    .await?;
+                // One write on the webhook's path; old ids are swept apart (webhook_deliveries_forget).
                 let inserted = sqlx::query(
                     "INSERT INTO webhook_deliveries (delivery_id, received_at) VALUES ($1, $2) \
-                     ON CONFLICT (delivery_id) DO NOTHING",
+                     ON CONFLICT (delivery_id) DO UPDATE SET received_at = excluded.received_at \
+                     WHERE webhook_deliveries.received_at < $3",
                 )
                 .bind(delivery_id)
                 .bind(now)
+                .bind(now - DELIVERY_MEMORY_MS)
                 .execute(&self.pool)
                 .await?;
                 Ok(inserted.rows_affected() == 1)
@@ -1591,6 +1590,14 @@ macro_rules! sql_store {
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.reader).await?;
                 Ok(())
+            }
+
+            async fn webhook_deliveries_forget(&self, now: i64) -> StoreResult<u64> {
+                let deleted = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+                    .bind(now - DELIVERY_MEMORY_MS)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(deleted.rows_affected())
             }
 
             async fn lease_take(&self, name: &str, owner: &str, now: i64, until: i64) -> StoreResult<bool> {

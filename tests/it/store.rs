@@ -486,7 +486,10 @@ async fn operator_conformance(store: &dyn Store, client: i64, s1: i64, s2: i64) 
     assert!(store.webhook_delivery_first("d-1", 1_000).await.unwrap());
     assert!(!store.webhook_delivery_first("d-1", 2_000).await.unwrap(), "a repeat");
     assert!(store.webhook_delivery_first("d-2", 2_000).await.unwrap());
+    assert!(!store.webhook_delivery_first("d-1", day).await.unwrap(), "still a repeat within the day");
     assert!(store.webhook_delivery_first("d-1", 1_000 + day + 1).await.unwrap(), "forgotten after a day");
+    assert_eq!(store.webhook_deliveries_forget(2_001 + day).await.unwrap(), 1, "d-2 is swept");
+    assert!(!store.webhook_delivery_first("d-1", 2_002 + day).await.unwrap(), "d-1 is remembered anew");
 }
 
 // Two worker threads, so the writers of the "many writers at once" step really overlap.
