@@ -3,7 +3,8 @@
 //!
 //! Wire form, one Redis message each: `NODE f SESSION L\nFRAME` (a frame for a session's
 //! sockets, `L` is 1 when it may be lost), `NODE r` (clients changed: reload them) and
-//! `NODE w JOB` (work was queued for a job's worker).
+//! `NODE w JOB` (work was queued for a job's worker); `NODE s` (resync: every socket of the
+//! receiving nodes resumes from the store) is what a node tells itself when its link returns.
 //!
 //! Publishing never waits on Redis: frames go through a queue to one task that sends them in
 //! pipelines. While Redis is away they are dropped (the store has every message) and, once
@@ -22,6 +23,8 @@ use super::{Cluster, redact_error};
 const QUEUE: usize = 65_536;
 /// Messages sent in one pipeline at most.
 const BATCH: usize = 512;
+/// How often the subscription is pinged, and how long the answer may take.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long a subscription may take to set up.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -204,11 +207,20 @@ async fn subscribe(cluster: Cluster, deliver: Arc<dyn Fn(Event) + Send + Sync>, 
             tracing::info!(node = cluster.node(), "linked to the other nodes through Redis");
         }
         ever_linked = true;
-        let mut messages = pubsub.into_on_message();
+        let (mut sink, mut messages) = pubsub.split();
+        // A Redis behind a silent network (no reset, no close) is noticed by a ping.
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.reset();
         loop {
             let message = tokio::select! {
                 _ = stop.cancelled() => return,
                 m = messages.next() => m,
+                _ = heartbeat.tick() => {
+                    match tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => continue,
+                        _ => break,
+                    }
+                }
             };
             let Some(message) = message else { break };
             match decode(message.get_payload_bytes()) {

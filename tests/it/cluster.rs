@@ -57,6 +57,14 @@ impl Redis {
         true
     }
 
+    /// Freezes (`true`) or thaws the server: its connections stay open but nothing answers, as
+    /// behind a network that drops packets.
+    fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([if frozen { "-STOP" } else { "-CONT" }, &pid]).status().unwrap();
+        assert!(status.success());
+    }
+
     /// Kills the server (its data is gone, as after a crash of a Redis without persistence).
     fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -539,6 +547,25 @@ async fn without_redis_nodes_serve_their_own_sockets_and_recover_when_it_returns
         got.ok()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_is_noticed_and_the_link_comes_back() {
+    let Some((shared, redis)) = cluster_parts().await else { return };
+    let a = Node::start(&shared, &[]).await;
+    let (mut ws, _) = a.visitor(None).await;
+    redis.freeze(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.log().contains("lost Redis") {
+        assert!(Instant::now() < deadline, "a silent Redis went unnoticed:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The node keeps serving its own sockets meanwhile.
+    let (_, answer) = ws.ask("f1", "How long does shipping take?").await;
+    assert_eq!(answer["role"], "assistant");
+    redis.freeze(false);
+    assert_eq!(ws.next_of("reconnect").await["reason"], "resync");
+    assert!(a.log().contains("Redis is reachable again"), "{}", a.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
