@@ -5,6 +5,7 @@ mod admin;
 mod ask;
 mod client;
 mod eval;
+mod healthcheck;
 mod knowledge;
 mod train;
 
@@ -53,6 +54,9 @@ enum Command {
     },
     /// Measure retrieval quality on a benchmark file (top-1, recall@3, MRR@10, no-answer).
     Eval(eval::EvalArgs),
+    /// Ask a running server whether it is ready (`/readyz`): exit 0 when it is, 1 with the
+    /// reason when not. For container health checks (the image has no curl).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 fn init_logging() {
@@ -77,6 +81,7 @@ pub fn main() -> ExitCode {
             Command::Knowledge { store, command } => knowledge::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Train(args) => train::run(args).await.map(|_| ExitCode::SUCCESS),
             Command::Eval(args) => eval::run(args).await.map(|_| ExitCode::SUCCESS),
+            Command::Healthcheck(args) => Ok(healthcheck::run(args).await),
         }
     });
     match result {

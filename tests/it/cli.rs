@@ -277,3 +277,28 @@ fn eval_figures_match_a_hand_computed_fixture() {
         })
     );
 }
+
+/// What a container's health check runs (the image has no curl).
+fn healthcheck(url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["healthcheck", "--url", url, "--timeout", "3"])
+        .env_remove("AIA_URL")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn healthcheck_says_ready_or_why_not() {
+    let app = TestApp::spawn().await;
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || healthcheck(&base)).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "ready");
+
+    let base = app.base.clone();
+    app.stop().await;
+    let out = tokio::task::spawn_blocking(move || healthcheck(&base)).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(said.starts_with("not ready: ") && said.contains("/readyz"), "{said}");
+}
