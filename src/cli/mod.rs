@@ -3,6 +3,7 @@
 
 mod admin;
 mod ask;
+mod backup;
 mod client;
 mod eval;
 mod healthcheck;
@@ -54,6 +55,10 @@ enum Command {
     },
     /// Measure retrieval quality on a benchmark file (top-1, recall@3, MRR@10, no-answer).
     Eval(eval::EvalArgs),
+    /// Copy the SQLite database to FILE while the server runs (consistent; without the key).
+    Backup(backup::BackupArgs),
+    /// Put a backup into an empty data directory (the key at hand must match the backup's).
+    Restore(backup::BackupArgs),
     /// Ask a running server whether it is ready (`/readyz`): exit 0 when it is, 1 with the
     /// reason when not. For container health checks (the image has no curl).
     Healthcheck(healthcheck::HealthcheckArgs),
@@ -82,6 +87,8 @@ pub fn main() -> ExitCode {
             Command::Train(args) => train::run(args).await.map(|_| ExitCode::SUCCESS),
             Command::Eval(args) => eval::run(args).await.map(|_| ExitCode::SUCCESS),
             Command::Healthcheck(args) => Ok(healthcheck::run(args).await),
+            Command::Backup(args) => backup::backup(args).map(|_| ExitCode::SUCCESS),
+            Command::Restore(args) => backup::restore(args).map(|_| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -302,3 +302,90 @@ async fn healthcheck_says_ready_or_why_not() {
     let said = stderr(&out);
     assert!(said.starts_with("not ready: ") && said.contains("/readyz"), "{said}");
 }
+
+fn run_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"));
+    cmd.args(args).env_remove("AIA_SECRET_KEY").env_remove("AIA_DATABASE_URL").env_remove("AIA_DATA_DIR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_made_under_load_restores_every_conversation() {
+    let app = TestApp::spawn().await;
+    // Visitors keep writing while the backup runs.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Instant)>::new()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut writers = Vec::new();
+    for v in 0..3 {
+        let (mut ws, _) = app.visitor(None).await;
+        let (acked, stop) = (acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.is_cancelled() {
+                let id = format!("v{v}-{i}");
+                let (ack, _) = ws.ask(&id, "How long does shipping take?").await;
+                assert_eq!(ack["duplicate"], false);
+                acked.lock().unwrap().push((id, Instant::now()));
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(150)).await; // under the message limit
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let file = app.dir.path().join("backup.db");
+    let (data, target) = (app.data_dir(), file.clone());
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        run_cli(&["backup", target.to_str().unwrap()], &[("AIA_DATA_DIR", data.to_str().unwrap())])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("the secret key is not in it"), "{}", stdout(&out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let before: Vec<String> =
+        acked.lock().unwrap().iter().filter(|(_, at)| *at < started).map(|(id, _)| id.clone()).collect();
+    assert!(before.len() >= 6, "load before the backup: {before:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let key = std::fs::read_to_string(app.data_dir().join("secret.key")).unwrap();
+
+    // Into an empty directory, with the key: every message acknowledged before the backup.
+    let restored = tempfile::tempdir().unwrap();
+    let dir = restored.path().join("data");
+    let env = [("AIA_DATA_DIR", dir.to_str().unwrap()), ("AIA_SECRET_KEY", key.trim())];
+    let out = run_cli(&["restore", file.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let store = aia_chat::store::open(None, &dir).await.unwrap();
+    let client = store.client_get("demo").await.unwrap().unwrap();
+    let mut found = Vec::new();
+    let mut page = store.conversations(client.id, "", 0, 100).await.unwrap();
+    for c in page.drain(..) {
+        let (messages, _) = store.messages_page(c.session.id, None, 1000).await.unwrap();
+        found.extend(messages.into_iter().filter_map(|m| m.client_msg_id));
+    }
+    for id in &before {
+        assert!(found.contains(id), "{id} acknowledged before the backup is missing");
+    }
+
+    // Not twice, not with another key, not without one.
+    let again = run_cli(&["restore", file.to_str().unwrap()], &env);
+    assert!(!again.status.success() && stderr(&again).contains("empty data directory"), "{}", stderr(&again));
+    let other = tempfile::tempdir().unwrap();
+    let wrong = "1111111111111111111111111111111111111111111111111111111111111111";
+    let out = run_cli(
+        &["restore", file.to_str().unwrap()],
+        &[("AIA_DATA_DIR", other.path().to_str().unwrap()), ("AIA_SECRET_KEY", wrong)],
+    );
+    assert!(!out.status.success() && stderr(&out).contains("could not be read"), "{}", stderr(&out));
+    let out = run_cli(&["restore", file.to_str().unwrap()], &[("AIA_DATA_DIR", other.path().to_str().unwrap())]);
+    assert!(!out.status.success() && stderr(&out).contains("no secret key at hand"), "{}", stderr(&out));
+    assert!(!other.path().join("aia-chat.db").exists(), "nothing restored without the key");
+}
