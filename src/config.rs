@@ -76,11 +76,24 @@ pub struct ServeArgs {
     /// it a generated one is written to `DATA_DIR/initial-admin-password` (mode 0600).
     #[arg(long, env = "AIA_ADMIN_PASSWORD", value_name = "PASSWORD", hide = true, hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Log lines as `pretty` text for people or `json` (one object per line) for collectors.
+    #[arg(long, env = "AIA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
     /// A sentence-embedding model directory (BERT family as sentence-transformers saves it:
     /// `config.json`, `tokenizer.json`, `model.safetensors`, `1_Pooling/`), run in-process for
     /// every client without an `embedding_url`: retrieval becomes hybrid (full-text + vectors).
     #[arg(long, env = "AIA_EMBEDDING_MODEL", value_name = "DIR")]
     pub embedding_model: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Readable text, colored on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's fields.
+    Json,
 }
 
 /// The TOML file: the same options, all optional.

@@ -64,10 +64,14 @@ enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
 }
 
-fn init_logging() {
+fn init_logging(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tantivy=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Pretty => log.init(),
+        crate::config::LogFormat::Json => log.json().flatten_event(true).init(),
+    }
 }
 
 /// Parses the arguments and runs the command; the binary's whole `main`.
@@ -77,7 +81,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {
-                init_logging();
+                init_logging(args.log_format);
                 serve(args).await.map(|_| ExitCode::SUCCESS)
             }
             Command::Client { store, command } => client::run(&store, command).await.map(|_| ExitCode::SUCCESS),

@@ -389,3 +389,47 @@ async fn a_backup_made_under_load_restores_every_conversation() {
     assert!(!out.status.success() && stderr(&out).contains("no secret key at hand"), "{}", stderr(&out));
     assert!(!other.path().join("aia-chat.db").exists(), "nothing restored without the key");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--log-format", "json"])
+        .env("AIA_DATA_DIR", dir.path())
+        .env("AIA_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
+        .env("AIA_LOG", "info")
+        .env_remove("AIA_DATABASE_URL")
+        .env_remove("AIA_SECRET_KEY")
+        .env_remove("AIA_REDIS_URL")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|l: &String| l.contains("aia-chat is ready")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(lines.iter().any(|l| l.contains("aia-chat is ready")), "{lines:#?}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string() && v["timestamp"].is_string(), "{line}");
+    }
+    let ready: serde_json::Value =
+        serde_json::from_str(lines.iter().find(|l| l.contains("aia-chat is ready")).unwrap()).unwrap();
+    assert_eq!(ready["clustered"], false, "the event's fields are top-level keys: {ready}");
+    assert!(ready["addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{ready}");
+}
