@@ -6,27 +6,27 @@ const T = {
     reconnecting: "Connection problem — reconnecting…", fast: "You're sending messages a little too fast. Please wait a moment and try again.",
     wrong: "Sorry, something went wrong. Please try again.", long: "Your message is too long ({n} characters; the limit is {max}).",
     human: "Talk to a human", person: "A person is answering", operator: "Operator", up: "Helpful", down: "Not helpful",
-    task: "Task created", inStock: "In stock", outStock: "Out of stock", typing: "Typing…", chat: "Chat" },
+    task: "Task created", inStock: "In stock", outStock: "Out of stock", typing: "Typing…", chat: "Chat", privacy: "How we handle your data" },
   de: { close: "Chat schließen", msg: "Nachricht", ph: "Nachricht eingeben…", send: "Senden", unavailable: "Der Chat ist gerade nicht verfügbar.",
     reconnecting: "Verbindungsproblem — neuer Versuch…", fast: "Sie senden etwas zu schnell. Bitte warten Sie einen Moment.",
     wrong: "Leider ist etwas schiefgelaufen. Bitte versuchen Sie es erneut.", long: "Ihre Nachricht ist zu lang ({n} Zeichen; erlaubt sind {max}).",
     human: "Mit einem Menschen sprechen", person: "Ein Mensch antwortet", operator: "Mitarbeiter", up: "Hilfreich", down: "Nicht hilfreich",
-    task: "Aufgabe erstellt", inStock: "Auf Lager", outStock: "Nicht auf Lager", typing: "Schreibt…", chat: "Chat" },
+    task: "Aufgabe erstellt", inStock: "Auf Lager", outStock: "Nicht auf Lager", typing: "Schreibt…", chat: "Chat", privacy: "Wie wir Ihre Daten verarbeiten" },
   fr: { close: "Fermer le chat", msg: "Message", ph: "Écrivez votre message…", send: "Envoyer", unavailable: "Le chat est indisponible pour le moment.",
     reconnecting: "Problème de connexion — reconnexion…", fast: "Vous envoyez des messages un peu trop vite. Patientez un instant.",
     wrong: "Désolé, une erreur s'est produite. Veuillez réessayer.", long: "Votre message est trop long ({n} caractères ; maximum {max}).",
     human: "Parler à une personne", person: "Une personne vous répond", operator: "Conseiller", up: "Utile", down: "Pas utile",
-    task: "Tâche créée", inStock: "En stock", outStock: "Rupture de stock", typing: "Écrit…", chat: "Chat" },
+    task: "Tâche créée", inStock: "En stock", outStock: "Rupture de stock", typing: "Écrit…", chat: "Chat", privacy: "Comment nous traitons vos données" },
   es: { close: "Cerrar el chat", msg: "Mensaje", ph: "Escribe tu mensaje…", send: "Enviar", unavailable: "El chat no está disponible ahora.",
     reconnecting: "Problema de conexión — reconectando…", fast: "Estás enviando mensajes demasiado rápido. Espera un momento.",
     wrong: "Lo sentimos, algo salió mal. Inténtalo de nuevo.", long: "Tu mensaje es demasiado largo ({n} caracteres; el límite es {max}).",
     human: "Hablar con una persona", person: "Una persona te está respondiendo", operator: "Agente", up: "Útil", down: "No útil",
-    task: "Tarea creada", inStock: "En stock", outStock: "Agotado", typing: "Escribiendo…", chat: "Chat" },
+    task: "Tarea creada", inStock: "En stock", outStock: "Agotado", typing: "Escribiendo…", chat: "Chat", privacy: "Cómo tratamos tus datos" },
   uk: { close: "Закрити чат", msg: "Повідомлення", ph: "Напишіть повідомлення…", send: "Надіслати", unavailable: "Чат зараз недоступний.",
     reconnecting: "Проблема зі з'єднанням — перепідключення…", fast: "Ви надсилаєте повідомлення занадто швидко. Зачекайте трохи.",
     wrong: "Вибачте, щось пішло не так. Спробуйте ще раз.", long: "Повідомлення задовге ({n} символів; максимум {max}).",
     human: "Поговорити з людиною", person: "Вам відповідає людина", operator: "Оператор", up: "Корисно", down: "Некорисно",
-    task: "Завдання створено", inStock: "В наявності", outStock: "Немає в наявності", typing: "Друкує…", chat: "Чат" },
+    task: "Завдання створено", inStock: "В наявності", outStock: "Немає в наявності", typing: "Друкує…", chat: "Чат", privacy: "Як ми обробляємо ваші дані" },
 };
 
 /** A safe URL for href/src: http, https (and mailto for links), else null. */
@@ -168,7 +168,11 @@ export function mount(ctx) {
     if (role === "visitor") body.textContent = text; else body.append(markdown(D, text));
     return h("div", { class: `aia-msg aia-msg-${role} ${cls || ""}`.trim() }, [body]);
   }
-  const greeting = (text) => { greet = bubble("assistant", text, "aia-greeting"); list.prepend(greet); };
+  // The shop's privacy page (http/https only), always first in the conversation.
+  const privacyUrl = typeof cfg.privacyUrl === "string" && safeUrl(cfg.privacyUrl);
+  const privacy = privacyUrl ? h("div", { class: "aia-notice aia-privacy" }, [link(D, privacyUrl, t("privacy"))]) : null;
+  const greeting = (text) => { greet = bubble("assistant", text, "aia-greeting"); list.prepend(greet); if (privacy) list.prepend(privacy); };
+  if (privacy) list.prepend(privacy);
   if (typeof cfg.greeting === "string" && cfg.greeting) greeting(cfg.greeting);
   if (cfg.operator === true) list.append(human);
   function setOperator(on) {
@@ -290,7 +294,7 @@ export function mount(ctx) {
   // Another conversation (the session was unknown, or reset): keep only the greeting and unsent bubbles.
   function clear() {
     const keep = new Set(outbox.map((m) => byId.get(m.id)));
-    [...list.children].forEach((e) => { if (e !== greet && e !== human && !keep.has(e)) e.remove(); });
+    [...list.children].forEach((e) => { if (e !== greet && e !== human && e !== privacy && !keep.has(e)) e.remove(); });
     byId.forEach((e, id) => { if (!keep.has(e)) byId.delete(id); });
     bySeq.clear();
     streams.forEach((s) => s.e.remove()); streams.clear();

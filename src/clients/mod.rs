@@ -168,6 +168,13 @@ pub fn normalize(def: &SettingDef, raw: &str, policy: UpstreamPolicy) -> Result<
             }
             trimmed.to_string()
         }
+        Kind::PageUrl => {
+            let url = url::Url::parse(trimmed).map_err(|_| invalid(key, "is not a valid URL"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(invalid(key, "must be an http(s) URL"));
+            }
+            url.to_string()
+        }
         Kind::DomainList => OriginRules::parse(trimmed).map_err(|e| invalid(key, e.to_string()))?.to_text(),
         Kind::IdList => {
             let ids: Vec<&str> = origin::split_list(trimmed).collect();

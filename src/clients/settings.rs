@@ -18,6 +18,8 @@ pub enum Kind {
     TrelloBoard,
     /// A public http(s) or ws(s) URL that visitors' browsers connect to.
     PublicUrl,
+    /// An http(s) web page the widget links to (visitors open it; the server never does).
+    PageUrl,
     /// Hosts the widget may run on (see `origin`).
     DomainList,
     /// Comma-separated ids.
@@ -50,7 +52,7 @@ impl Kind {
             Kind::Color => "color",
             Kind::Select(_) => "select",
             Kind::Suggested { .. } => "suggested",
-            Kind::UpstreamUrl | Kind::UpstreamSocketUrl | Kind::PublicUrl | Kind::TrelloBoard => "url",
+            Kind::UpstreamUrl | Kind::UpstreamSocketUrl | Kind::PublicUrl | Kind::PageUrl | Kind::TrelloBoard => "url",
             Kind::DomainList | Kind::IdList => "list",
             Kind::Text { .. } | Kind::Interval | Kind::FieldMapping | Kind::ProductFields => "text",
             Kind::Multiline { .. } => "textarea",
@@ -470,6 +472,13 @@ pub const SETTINGS: &[SettingDef] = &[
         "Product cards one answer shows at most.",
     ),
     def(
+        "privacy_url",
+        Kind::PageUrl,
+        "",
+        Group::Privacy,
+        "The shop's privacy page: the widget shows a line linking to it above the conversation; empty shows none.",
+    ),
+    def(
         "retention_days",
         Kind::Int { min: 0, max: 3650 },
         "0",
@@ -502,6 +511,7 @@ pub fn markdown_table() -> String {
             Kind::UpstreamSocketUrl => "WebSocket URL the server connects to (ws/wss)".to_string(),
             Kind::TrelloBoard => "Trello board id, short link or board URL".to_string(),
             Kind::PublicUrl => "public URL (http/https/ws/wss)".to_string(),
+            Kind::PageUrl => "web page URL (http/https)".to_string(),
             Kind::DomainList => "list of hosts".to_string(),
             Kind::IdList => "list of ids".to_string(),
             Kind::Text { max } => format!("text, ≤ {max} chars"),

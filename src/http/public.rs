@@ -36,6 +36,9 @@ struct PublicConfig<'a> {
     operator: bool,
     /// Whether the widget offers thumbs up/down on answers (the `feedback` frame).
     feedback: bool,
+    /// The shop's privacy page, linked from the widget (absent when not set).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    privacy_url: &'a str,
 }
 
 fn with_cors(mut response: Response, headers: &HeaderMap) -> Response {
@@ -89,6 +92,7 @@ pub async fn config(State(state): State<AppState>, Query(q): Query<ConfigQuery>,
         max_message_chars: MAX_MESSAGE_CHARS,
         operator: crate::operator::relay::configured(&client),
         feedback: true,
+        privacy_url: s.get("privacy_url"),
     };
     with_cors(axum::Json(body).into_response(), &headers)
 }

@@ -101,6 +101,7 @@ async fn widget_in_a_real_browser() {
             let n = checks(client, &app, &forbidden).await + site_checks(client, &app, &shop).await;
             let n = n + host_api_checks(client, &app, &shop).await + operator_check(client, &app, &shop).await;
             let n = n + tasks_check(client, &app, &shop).await + catalog_check(client, &app, &shop).await;
+            let n = n + privacy_check(client, &app, &shop).await;
             n + restart_check(client, app, &shop).await
         })
     })
@@ -522,6 +523,32 @@ async fn open_with_settings(client: &Client, app: &TestApp, shop: &str, pairs: &
     wait_for(client, "the launcher", |_| true).await;
     part(client, ".aia-launcher").await.click().await.unwrap();
     wait_for(client, "the panel", |w| w.panel_shown).await;
+}
+
+/// [operations]: with `privacy_url` set, the panel's first line links to the shop's privacy
+/// page (a new tab, no referrer); without it there is no such line.
+async fn privacy_check(client: &Client, app: &TestApp, shop: &str) -> usize {
+    let read = r#"const p = document.getElementById("aia-chat-root").shadowRoot.querySelector(".aia-messages");
+        const first = p && p.firstElementChild;
+        if (!first || !first.classList.contains("aia-privacy")) return null;
+        const a = first.querySelector("a");
+        return [first.textContent, a.href, a.target, a.rel];"#;
+    let url = "https://shop.example/privacy?lang=en".to_string();
+    open_with_settings(client, app, shop, &[format!("privacy_url={url}")]).await;
+    let line = until_js(client, "the privacy line", read).await;
+    assert_eq!(line[0], "How we handle your data", "{line}");
+    assert_eq!(line[1], url.as_str(), "{line}");
+    assert_eq!((line[2].as_str(), line[3].as_str()), (Some("_blank"), Some("noopener noreferrer nofollow")));
+    open_with_settings(client, app, shop, &["privacy_url=".to_string()]).await;
+    let none = client
+        .execute(
+            r#"return document.getElementById("aia-chat-root").shadowRoot.querySelectorAll(".aia-privacy").length;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(none, 0, "no line without a privacy page");
+    1
 }
 
 /// Check 17c, [tasks]: the visitor asks to be called back, says yes to the proposal, and the

@@ -433,3 +433,19 @@ fn json_logs_are_one_object_per_line() {
     assert_eq!(ready["clustered"], false, "the event's fields are top-level keys: {ready}");
     assert!(ready["addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{ready}");
 }
+
+#[tokio::test]
+async fn a_privacy_page_is_an_http_link_in_the_public_config() {
+    let app = TestApp::spawn().await;
+    for bad in ["javascript:alert(1)", "data:text/html,hi", "ftp://shop.example/p", "not a url"] {
+        let out = app.cli(&["client", "set", "demo", &format!("privacy_url={bad}")]);
+        assert!(!out.status.success(), "{bad} was taken");
+        assert!(stderr(&out).contains("privacy_url"), "{}", stderr(&out));
+    }
+    async fn config(app: &TestApp) -> serde_json::Value {
+        app.get("/api/data/ai_chat_bot?clientUid=demo", Some("http://localhost")).await.json().await.unwrap()
+    }
+    assert!(config(&app).await.get("privacyUrl").is_none(), "absent while not set");
+    app.set_client("demo", &["privacy_url=https://shop.example/privacy"]).await;
+    assert_eq!(config(&app).await["privacyUrl"], "https://shop.example/privacy");
+}
