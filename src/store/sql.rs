@@ -72,15 +72,33 @@ macro_rules! migrations {
     };
 }
 
+/// The migrator of one dialect. A database migrated by a newer version (migrations this one
+/// does not know) is accepted: during a rolling upgrade the old nodes keep serving on the new
+/// schema, which is why every migration must keep the previous version working (it adds;
+/// what it would remove goes a version later).
 fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
-    Migrator::with_migrations(
+    let mut migrator = Migrator::with_migrations(
         files
             .iter()
             .map(|(version, name, sql)| {
                 Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
             })
             .collect(),
-    )
+    );
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Warns when the database was migrated by a newer version than this one (`newest` is the
+/// highest migration applied to it, `known` this version's).
+fn warn_if_newer(newest: Option<i64>, known: i64) {
+    if let Some(newest) = newest.filter(|n| *n > known) {
+        tracing::warn!(
+            database = newest,
+            this_version = known,
+            "the database was migrated by a newer aia-chat; this one keeps working on it during an upgrade, but upgrade it too"
+        );
+    }
 }
 
 impl SqliteStore {
@@ -114,7 +132,10 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new().min_connections(1).max_connections(1).connect_with(options.clone()).await?;
-        migrator(&migrations!("sqlite")).run(&pool).await?;
+        let files = migrations!("sqlite");
+        migrator(&files).run(&pool).await?;
+        let newest = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&pool).await;
+        warn_if_newer(newest.ok().flatten(), files.len() as i64);
         let reader = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(3)
@@ -202,7 +223,10 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let pool =
             PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-        migrator(&migrations!("postgres")).run(&pool).await?;
+        let files = migrations!("postgres");
+        migrator(&files).run(&pool).await?;
+        let newest = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&pool).await;
+        warn_if_newer(newest.ok().flatten(), files.len() as i64);
         Ok(Self { reader: pool.clone(), pool })
     }
 

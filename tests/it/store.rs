@@ -550,3 +550,36 @@ async fn the_server_runs_on_postgres() {
     let err = aia_chat::App::build(settings).await.err().expect("refused");
     assert!(format!("{err:#}").contains("AIA_SECRET_KEY is required"));
 }
+
+/// During a rolling upgrade an older node opens a database a newer version has migrated: it
+/// must start (the newer migrations keep it working), on SQLite and PostgreSQL.
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_version_still_opens() {
+    const NEWER: &str = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                         VALUES (9999, 'from a newer version', TRUE, X'00', 0)";
+    const NEWER_PG: &str = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                            VALUES (9999, 'from a newer version', TRUE, '\\x00'::bytea, 0)";
+    let dir = tempfile::tempdir().unwrap();
+    drop(aia_chat::store::open(None, dir.path()).await.unwrap());
+    {
+        use sqlx::Connection;
+        let path = dir.path().join("aia-chat.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        sqlx::query(NEWER).execute(&mut conn).await.unwrap();
+    }
+    let store = aia_chat::store::open(None, dir.path()).await.expect("an older version opens the newer database");
+    assert!(store.client_list().await.is_ok());
+
+    let Some(url) = fresh_postgres().await else {
+        loud_skip("postgres", "TEST_DATABASE_URL is not set");
+        return;
+    };
+    drop(aia_chat::store::open(Some(&url), dir.path()).await.unwrap());
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(NEWER_PG).execute(&mut conn).await.unwrap();
+    }
+    let store = aia_chat::store::open(Some(&url), dir.path()).await.expect("the same on PostgreSQL");
+    assert!(store.client_list().await.is_ok());
+}
