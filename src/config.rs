@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// it a generated one is written to `DATA_DIR/initial-admin-password` (mode 0600).
     #[arg(long, env = "AIA_ADMIN_PASSWORD", value_name = "PASSWORD", hide = true, hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// Also log the text of every visitor message (off: message texts are personal data and
+    /// never reach the logs otherwise).
+    #[arg(long, env = "AIA_LOG_MESSAGES")]
+    pub log_messages: bool,
     /// Log lines as `pretty` text for people or `json` (one object per line) for collectors.
     #[arg(long, env = "AIA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -216,6 +220,8 @@ pub struct Settings {
     pub embedding_model: Option<PathBuf>,
     /// `AIA_ADMIN_PASSWORD`, for the first admin account.
     pub admin_password: Option<Password>,
+    /// Whether visitor message texts are logged (`--log-messages`).
+    pub log_messages: bool,
 }
 
 /// A URL that may carry a password (Redis): never printed.
@@ -303,6 +309,7 @@ impl ServeArgs {
             retention_interval: Duration::from_secs(3600),
             embedding_model: self.embedding_model.clone().or(file.embedding_model),
             admin_password: self.admin_password.clone().filter(|p| !p.is_empty()).map(Password),
+            log_messages: self.log_messages,
         })
     }
 }

@@ -70,7 +70,10 @@ fn init_logging(format: crate::config::LogFormat) {
     let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         crate::config::LogFormat::Pretty => log.init(),
-        crate::config::LogFormat::Json => log.json().flatten_event(true).init(),
+        // The innermost span's fields (request or socket id, conversation) as `span`.
+        crate::config::LogFormat::Json => {
+            log.json().flatten_event(true).with_current_span(true).with_span_list(false).init()
+        }
     }
 }
 

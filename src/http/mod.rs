@@ -74,7 +74,23 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks/lists", get(tasks::lists))
         .route("/api/metrics/catalog", get(catalog_metrics))
         .route("/api/webhook/{uid}", post(webhook::one_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(state)
+}
+
+/// Runs every request in a span with an id of its own, so each log line it causes names it
+/// (`request{id=r-… method=POST route=/api/admin/login}`). The route is the matched template,
+/// never the path or query, which may carry ids or credentials.
+async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("-", |p| p.as_str()).to_string();
+    let span = tracing::info_span!(
+        "request",
+        id = %format_args!("r-{:08x}", rand::random::<u32>()),
+        method = %req.method(),
+        route = %route
+    );
+    next.run(req).instrument(span).await
 }
 
 /// The client named by `clientUid` whose allowed domains include the request's `Origin`.

@@ -66,6 +66,15 @@ pub async fn upgrade(
         return ApiError::rate_limited().into_response();
     };
     let tasks = state.tasks.clone();
+    // Every line a socket causes (its answers included) names it; the conversation id is
+    // added once the socket says hello.
+    let span = tracing::info_span!(
+        parent: None,
+        "socket",
+        id = %format_args!("s-{:08x}", rand::random::<u32>()),
+        client = %client.row.uid,
+        conversation = tracing::field::Empty
+    );
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
@@ -82,7 +91,7 @@ pub async fn upgrade(
                 page: None,
                 typing_sent: None,
             };
-            tasks.track_future(run(socket, conn, permit))
+            tasks.track_future(tracing::Instrument::instrument(run(socket, conn, permit), span))
         })
 }
 
@@ -273,6 +282,7 @@ impl Conn {
         };
         // Join before reading history: an event in between arrives twice (the widget
         // dedupes by seq) rather than never.
+        tracing::Span::current().record("conversation", row.conversation_id.as_str());
         let outbox = self.outbox.take().expect("outbox is kept until hello");
         let membership = self.state.hub.join(row.id, outbox);
         self.session = Some(Joined { id: row.id, _membership: membership });
@@ -284,7 +294,9 @@ impl Conn {
             // A question acknowledged before the visitor left (or before a node died) may
             // still wait for its answer.
             let (state, uid, page, ip) = (self.state.clone(), self.uid.clone(), self.page.clone(), self.ip);
-            self.state.tasks.spawn(resume_unanswered(state, uid, row.id, page, ip));
+            self.state
+                .tasks
+                .spawn(tracing::Instrument::in_current_span(resume_unanswered(state, uid, row.id, page, ip)));
         }
         let s = &self.client.settings;
         Outcome::frame(
@@ -318,6 +330,9 @@ impl Conn {
         };
         if !self.state.limits.message(session).await {
             return Outcome::error(ErrorCode::RateLimited, Some(&id));
+        }
+        if self.state.settings.log_messages {
+            tracing::info!(id = %id, text = %text, "visitor message");
         }
         let new = NewMessage {
             session_id: session,
@@ -586,7 +601,8 @@ impl Conn {
     fn spawn_answer(&self, session: i64, text: &str, id: &str, visitor: Visitor, faq: Option<assistant::Reply>) {
         let turn = VisitorTurn { session_id: session, text: text.to_string(), client_msg_id: id.to_string(), faq };
         let state = self.state.clone();
-        self.state.tasks.spawn(answer(state, self.uid.clone(), turn, visitor, self.page.clone(), self.ip));
+        let answering = answer(state, self.uid.clone(), turn, visitor, self.page.clone(), self.ip);
+        self.state.tasks.spawn(tracing::Instrument::in_current_span(answering));
     }
 
     /// Stores (or clears) the visitor's rating of an answer and tells every tab.
@@ -620,7 +636,8 @@ impl Conn {
         if !fresh && relay::configured(&self.client) {
             self.typing_sent = Some((on, std::time::Instant::now()));
             let (state, client) = (self.state.clone(), self.client.clone());
-            self.state.tasks.spawn(async move { relay::visitor_typing(&state, &client, session, on).await });
+            let typing = async move { relay::visitor_typing(&state, &client, session, on).await };
+            self.state.tasks.spawn(tracing::Instrument::in_current_span(typing));
         }
         Outcome::default()
     }

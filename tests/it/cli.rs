@@ -390,48 +390,133 @@ async fn a_backup_made_under_load_restores_every_conversation() {
     assert!(!other.path().join("aia-chat.db").exists(), "nothing restored without the key");
 }
 
-#[test]
-fn json_logs_are_one_object_per_line() {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--log-format", "json"])
-        .env("AIA_DATA_DIR", dir.path())
-        .env("AIA_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
-        .env("AIA_LOG", "info")
-        .env_remove("AIA_DATABASE_URL")
-        .env_remove("AIA_SECRET_KEY")
-        .env_remove("AIA_REDIS_URL")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !lines.iter().any(|l: &String| l.contains("aia-chat is ready")) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => lines.push(line),
-            Err(_) => break,
+/// A server as the binary runs it, logging JSON lines to a pipe the test reads.
+struct LoggingServer {
+    child: std::process::Child,
+    base: String,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl LoggingServer {
+    fn start(extra: &[&str]) -> LoggingServer {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+            .args(["serve", "--addr", &addr, "--log-format", "json"])
+            .args(extra)
+            .env("AIA_DATA_DIR", dir.path())
+            .env("AIA_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
+            .env("AIA_LOG", "info")
+            .env_remove("AIA_DATABASE_URL")
+            .env_remove("AIA_SECRET_KEY")
+            .env_remove("AIA_REDIS_URL")
+            .env_remove("AIA_LOG_MESSAGES")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server =
+            LoggingServer { child, base: format!("http://{addr}"), lines: rx, seen: Vec::new(), _dir: dir };
+        server.wait_for("aia-chat is ready");
+        server
+    }
+
+    /// Collects what the server logs for `time`.
+    fn drain(&mut self, time: Duration) {
+        let deadline = Instant::now() + time;
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(line);
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(lines.iter().any(|l| l.contains("aia-chat is ready")), "{lines:#?}");
-    for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v["level"].is_string() && v["message"].is_string() && v["timestamp"].is_string(), "{line}");
+
+    /// Reads lines until one contains `what` (up to 20 s); returns it parsed.
+    fn wait_for(&mut self, what: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(line) = self.seen.iter().find(|l| l.contains(what)) {
+                return serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            }
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no log line with {what:?}: {:#?}", self.seen),
+            }
+        }
     }
-    let ready: serde_json::Value =
-        serde_json::from_str(lines.iter().find(|l| l.contains("aia-chat is ready")).unwrap()).unwrap();
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_their_request_or_socket_and_keep_message_texts_out() {
+    const CANARY: &str = "canary message text 7f3e9b";
+    let mut server = LoggingServer::start(&[]);
+    let ready = server.wait_for("aia-chat is ready");
     assert_eq!(ready["clustered"], false, "the event's fields are top-level keys: {ready}");
-    assert!(ready["addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{ready}");
+    assert!(ready["level"].is_string() && ready["timestamp"].is_string() && ready["target"].is_string(), "{ready}");
+
+    // A request's lines carry its id and route, never the query.
+    let r = crate::support::http()
+        .post(format!("{}/api/admin/login", server.base))
+        .json(&json!({"username": "admin", "password": crate::support::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let signed_in = server.wait_for("admin signed in");
+    let span = &signed_in["span"];
+    assert_eq!(
+        (span["name"].as_str(), span["route"].as_str()),
+        (Some("request"), Some("/api/admin/login")),
+        "{signed_in}"
+    );
+    assert!(span["id"].as_str().is_some_and(|id| id.starts_with("r-")), "{signed_in}");
+
+    // A visitor's message text stays out of the logs by default.
+    let url = format!("{}/ws?clientUid=demo", server.base.replace("http", "ws"));
+    let mut ws = crate::support::connect_ws(&url, Some("http://localhost")).await.unwrap();
+    ws.hello(None).await;
+    ws.ask("m1", CANARY).await;
+    drop(ws);
+    server.drain(Duration::from_millis(500));
+    assert!(server.seen.len() >= 3, "{:#?}", server.seen);
+    for line in &server.seen {
+        assert!(!line.contains(CANARY), "a message text was logged without --log-messages: {line}");
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_log_messages_a_socket_s_lines_name_it_and_its_conversation() {
+    const TEXT: &str = "Do you ship to Austria? 4d1c";
+    let mut server = LoggingServer::start(&["--log-messages"]);
+    let url = format!("{}/ws?clientUid=demo", server.base.replace("http", "ws"));
+    let mut ws = crate::support::connect_ws(&url, Some("http://localhost")).await.unwrap();
+    let welcome = ws.hello(None).await;
+    ws.ask("m1", TEXT).await;
+    let line = server.wait_for("visitor message");
+    assert_eq!(line["text"], TEXT, "{line}");
+    let span = &line["span"];
+    assert_eq!(span["name"], "socket", "{line}");
+    assert!(span["id"].as_str().is_some_and(|id| id.starts_with("s-")), "{line}");
+    assert_eq!(
+        (span["client"].as_str(), span["conversation"].as_str()),
+        (Some("demo"), welcome["conversationId"].as_str())
+    );
 }
 
 #[tokio::test]
