@@ -94,6 +94,20 @@ impl AppState {
         Ok(())
     }
 
+    /// Runs a training run for client `uid` as `owner` and, when it succeeds, makes every node
+    /// (this one first) answer from the new knowledge at once.
+    pub async fn train(
+        &self,
+        uid: &str,
+        owner: &str,
+    ) -> Result<crate::knowledge::run::Outcome, crate::knowledge::run::TrainError> {
+        let outcome = self.trainer.train(uid, owner, |_| {}).await?;
+        if let Err(e) = self.reload_everywhere().await {
+            tracing::warn!(client = %uid, error = %e, "reloading clients after training failed; the next poll will");
+        }
+        Ok(outcome)
+    }
+
     /// The lease of periodic job `name` for this node (see [`Lease`]).
     pub fn lease(&self, name: &'static str, ttl: Duration) -> Lease {
         Lease::new(name, self.cluster.node(), ttl, self.settings.store.shared())
@@ -418,13 +432,8 @@ fn spawn_schedule(state: &AppState) -> tokio::task::JoinHandle<()> {
                 if due {
                     let (state, uid, owner) = (state.clone(), client.row.uid.clone(), node.clone());
                     state.clone().tasks.spawn(async move {
-                        match state.trainer.train(&uid, &owner, |_| {}).await {
-                            Ok(o) => {
-                                tracing::info!(client = %uid, entries = o.entries, pages = o.pages, changed = o.written.changed, "scheduled training finished");
-                                if let Err(e) = state.reload_everywhere().await {
-                                    tracing::warn!(error = %e, "reloading clients failed");
-                                }
-                            }
+                        match state.train(&uid, &owner).await {
+                            Ok(o) => tracing::info!(client = %uid, entries = o.entries, pages = o.pages, changed = o.written.changed, "scheduled training finished"),
                             Err(crate::knowledge::run::TrainError::Busy(_)) => {}
                             Err(e) => tracing::warn!(client = %uid, error = %e, "scheduled training failed; the previous knowledge keeps serving"),
                         }
@@ -439,7 +448,8 @@ fn spawn_schedule(state: &AppState) -> tokio::task::JoinHandle<()> {
 async fn handle_events(state: AppState, mut events: tokio::sync::mpsc::UnboundedReceiver<Event>) {
     while let Some(event) = events.recv().await {
         match event {
-            Event::Frame { session, lossy, frame } => state.hub.deliver_here(session, &frame, lossy),
+            // Delivered by the bus's callback, never queued here.
+            Event::Frame { .. } => {}
             Event::Reload => match state.registry.sync(state.store.as_ref()).await {
                 Ok(changed) if !changed.is_empty() => {
                     tracing::info!(clients = ?changed, "client settings or knowledge reloaded (another node changed them)")

@@ -108,11 +108,6 @@ impl Bus {
         Bus { cluster: cluster.clone(), queue: Some(tx) }
     }
 
-    /// A bus that publishes nothing (a node of its own, tests).
-    pub fn local() -> Bus {
-        Bus { cluster: Cluster::single(), queue: None }
-    }
-
     /// Tells the other nodes; never waits. Dropped while Redis is away (they resync).
     pub fn publish(&self, event: &Event) {
         let Some(queue) = &self.queue else { return };
@@ -122,11 +117,6 @@ impl Bus {
         if queue.try_send(encode(self.cluster.node(), event)).is_err() {
             tracing::warn!("the cross-node queue is full; a frame was dropped (the visitor catches up on reconnect)");
         }
-    }
-
-    /// Whether publishing does anything (clustered and linked).
-    pub fn linked(&self) -> bool {
-        self.queue.is_some() && self.cluster.linked()
     }
 }
 

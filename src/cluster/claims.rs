@@ -40,14 +40,25 @@ impl Claims {
         self.cluster.key(&format!("answering:{seq}"))
     }
 
-    /// Claims `seq` in this process only; `false` when it is already claimed here. For the
-    /// moment before an ack, which must not wait; [`Claims::announce`] tells the others.
-    pub fn claim_here(&self, seq: i64) -> bool {
+    /// Claims `seq` for this node without waiting (the moment before an ack must not); the
+    /// other nodes learn of it in the background. `false` when it is already claimed here.
+    pub fn claim_now(self: &Arc<Self>, seq: i64) -> bool {
+        if !self.claim_here(seq) {
+            return false;
+        }
+        if self.cluster.clustered() {
+            let claims = self.clone();
+            tokio::spawn(async move { claims.announce(seq).await });
+        }
+        true
+    }
+
+    fn claim_here(&self, seq: i64) -> bool {
         self.local.lock().expect("claims lock").insert(seq)
     }
 
-    /// Records a claim taken with [`Claims::claim_here`] in Redis (best effort).
-    pub async fn announce(&self, seq: i64) {
+    /// Records a claim of this node in Redis (best effort).
+    async fn announce(&self, seq: i64) {
         if let Some(mut conn) = self.cluster.commands() {
             let set = redis::cmd("SET")
                 .arg(self.key(seq))

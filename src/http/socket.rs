@@ -379,11 +379,7 @@ impl Conn {
                 typing_on(state, session, stored.seq);
                 // Claimed here, before the ack, so a resend can never start a second answer
                 // (and, told to the other nodes, neither can a reconnect elsewhere).
-                state.claims.claim_here(stored.seq);
-                if state.cluster.clustered() {
-                    let (claims, seq) = (state.claims.clone(), stored.seq);
-                    tokio::spawn(async move { claims.announce(seq).await });
-                }
+                state.claims.claim_now(stored.seq);
                 let _ = stored_tx.send(stored);
                 Outcome::frame(ack)
             }

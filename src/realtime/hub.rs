@@ -21,17 +21,12 @@ pub const SOCKET_QUEUE: usize = 64;
 /// Outgoing frames of one socket.
 pub type Outbox = mpsc::Sender<Arc<str>>;
 
+#[derive(Default)]
 struct Inner {
     sessions: Mutex<HashMap<i64, Vec<(u64, Outbox)>>>,
     next_socket: AtomicU64,
     /// Set once at start-up on a clustered node.
     bus: OnceLock<Bus>,
-}
-
-impl Default for Inner {
-    fn default() -> Self {
-        Inner { sessions: Mutex::default(), next_socket: AtomicU64::default(), bus: OnceLock::new() }
-    }
 }
 
 /// The session hub: this node's sockets, and the other nodes' through the bus.

@@ -18,7 +18,7 @@ use crate::embeddings_fake::FakeEmbeddings;
 use crate::graphql_fake::{FakeShop, Faq, hotel_faqs};
 use crate::model_fake::{FakeModel, Script, text_stream};
 use crate::store::fresh_postgres;
-use crate::support::{ADMIN_PASSWORD, AdminSession, Ws, connect_ws, count_run, http, loud_skip};
+use crate::support::{ADMIN_PASSWORD, AdminSession, Ws, connect_ws, count_run, http, loud_skip, sign_in};
 
 const KEY: &str = "5f1c0a9e3b7d2c4e6a8b0d1f3e5c7a9b1d3f5e7c9a0b2d4f6e8a1c3e5b7d9f0a";
 const OTHER_KEY: &str = "0a9f8e7d6c5b4a3928170f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a2";
@@ -175,16 +175,7 @@ impl Node {
     }
 
     async fn admin(&self) -> AdminSession {
-        let r = http()
-            .post(format!("{}/api/admin/login", self.base))
-            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-        let body: Value = r.json().await.unwrap();
-        AdminSession { cookie, csrf: body["csrfToken"].as_str().unwrap().to_string(), base: self.base.clone() }
+        sign_in(&self.base, "admin", ADMIN_PASSWORD).await
     }
 }
 

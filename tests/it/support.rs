@@ -59,6 +59,26 @@ impl AdminSession {
     }
 }
 
+/// Signs in to the admin API of the server at `base`; panics unless it succeeds.
+pub async fn sign_in(base: &str, username: &str, password: &str) -> AdminSession {
+    let r = http()
+        .post(format!("{base}/api/admin/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "sign-in as {username}");
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    let body: Value = r.json().await.unwrap();
+    AdminSession { cookie, csrf: body["csrfToken"].as_str().unwrap().to_string(), base: base.to_string() }
+}
+
 /// A response's status and JSON body (`Null` when empty or not JSON).
 pub async fn json_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
@@ -120,17 +140,7 @@ impl TestApp {
 
     /// Signs in to the admin API; panics unless it succeeds.
     pub async fn admin(&self, username: &str, password: &str) -> AdminSession {
-        let r = self.admin_login(username, password).send().await.unwrap();
-        assert_eq!(r.status(), 200, "sign-in as {username}");
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .expect("a session cookie")
-            .to_string();
-        let body: Value = r.json().await.unwrap();
-        AdminSession { cookie, csrf: body["csrfToken"].as_str().unwrap().to_string(), base: self.base.clone() }
+        sign_in(&self.base, username, password).await
     }
 
     /// `aia-chat admin add NAME --client UID…` (a client admin) with `password`.

@@ -96,13 +96,8 @@ async fn start_training(state: &AppState, admin: &Admin, client: &ClientRuntime)
     let (state2, uid, owner) = (state.clone(), client.row.uid.clone(), format!("admin:{}", admin.0.username));
     tracing::info!(admin = %admin.0.username, client = %uid, "training started from the admin panel");
     state.tasks.spawn(async move {
-        match state2.trainer.train(&uid, &owner, |_| {}).await {
-            Ok(o) => {
-                tracing::info!(client = %uid, entries = o.entries, pages = o.pages, "training finished");
-                if let Err(e) = state2.reload_everywhere().await {
-                    tracing::warn!(error = %e, "reloading clients failed");
-                }
-            }
+        match state2.train(&uid, &owner).await {
+            Ok(o) => tracing::info!(client = %uid, entries = o.entries, pages = o.pages, "training finished"),
             Err(crate::knowledge::run::TrainError::Busy(_)) => {}
             Err(e) => {
                 tracing::warn!(client = %uid, error = %e, "training failed; the previous knowledge keeps serving")
