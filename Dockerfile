@@ -34,6 +34,9 @@ ENV AIA_DATA_DIR=/data \
 USER 65532:65532
 VOLUME ["/data"]
 EXPOSE 3015
+# Metrics (set AIA_METRICS_ADDR=0.0.0.0:9315 to reach them from outside the container; never publish
+# them publicly).
+EXPOSE 9315
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["aia-chat", "healthcheck", "--url", "http://127.0.0.1:3015", "--timeout", "4"]
 ENTRYPOINT ["aia-chat"]

@@ -101,7 +101,15 @@ impl AppState {
         uid: &str,
         owner: &str,
     ) -> Result<crate::knowledge::run::Outcome, crate::knowledge::run::TrainError> {
-        let outcome = self.trainer.train(uid, owner, |_| {}).await?;
+        use crate::knowledge::run::TrainError;
+        let started = Instant::now();
+        let result = self.trainer.train(uid, owner, |_| {}).await;
+        match &result {
+            // Runs that never started are not runs.
+            Err(TrainError::NoClient(_) | TrainError::NotConfigured(_) | TrainError::Busy(_)) => {}
+            other => crate::metrics::training(uid, other.is_ok(), started.elapsed()),
+        }
+        let outcome = result?;
         if let Err(e) = self.reload_everywhere().await {
             tracing::warn!(client = %uid, error = %e, "reloading clients after training failed; the next poll will");
         }
@@ -285,6 +293,7 @@ impl App {
         let operator = tokio::spawn(crate::operator::relay::run(state.clone()));
         let cable = tokio::spawn(crate::operator::cable::run(state.clone()));
         let tasks = tokio::spawn(crate::tasks::flow::run(state.clone()));
+        let metrics = serve_metrics(&state)?;
         let router = http::router(state.clone());
         let token = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -312,6 +321,9 @@ impl App {
             tracing::warn!("shutdown grace period ended with tasks still running");
         }
         background.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         schedule.abort();
         retention.abort();
         operator.abort();
@@ -323,6 +335,31 @@ impl App {
         state.cluster_stop.cancel();
         Ok(())
     }
+}
+
+/// Starts the metrics listener `--metrics-addr` names: the default address is best effort (a
+/// second node on the host goes on without), an explicit one must bind.
+fn serve_metrics(state: &AppState) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    use crate::config::MetricsAddr;
+    let listener = match state.settings.metrics_addr {
+        MetricsAddr::Off => return Ok(None),
+        MetricsAddr::Default => match crate::metrics::bind(MetricsAddr::DEFAULT) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(
+                    addr = %MetricsAddr::DEFAULT,
+                    error = %e,
+                    "metrics are not served: their default address is taken (set --metrics-addr, or off)"
+                );
+                return Ok(None);
+            }
+        },
+        MetricsAddr::At(addr) => {
+            crate::metrics::bind(addr).map_err(|e| anyhow::anyhow!("binding the metrics address {addr}: {e}"))?
+        }
+    };
+    crate::metrics::handle();
+    Ok(Some(tokio::spawn(crate::metrics::serve(listener, state.clone()))))
 }
 
 fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {

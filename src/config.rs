@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// never reach the logs otherwise).
     #[arg(long, env = "AIA_LOG_MESSAGES")]
     pub log_messages: bool,
+    /// Where Prometheus scrapes metrics (`GET /metrics`), or `off` [default: 127.0.0.1:9315].
+    /// Keep it off the public port and network: it names clients and counts their traffic.
+    #[arg(long, env = "AIA_METRICS_ADDR", value_name = "ADDR|off", value_parser = parse_metrics_addr)]
+    pub metrics_addr: Option<MetricsAddr>,
     /// Log lines as `pretty` text for people or `json` (one object per line) for collectors.
     #[arg(long, env = "AIA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
@@ -88,6 +92,35 @@ pub struct ServeArgs {
     /// every client without an `embedding_url`: retrieval becomes hybrid (full-text + vectors).
     #[arg(long, env = "AIA_EMBEDDING_MODEL", value_name = "DIR")]
     pub embedding_model: Option<PathBuf>,
+}
+
+/// Where metrics are served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetricsAddr {
+    /// Not at all.
+    Off,
+    /// 127.0.0.1:9315, when free: a second node on the same host logs a warning and goes on
+    /// without, rather than refusing to start over an address nobody asked for.
+    #[default]
+    Default,
+    /// Exactly here (a start fails when it is taken).
+    At(SocketAddr),
+}
+
+impl MetricsAddr {
+    /// The documented default address.
+    pub const DEFAULT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9315);
+}
+
+/// Parses `--metrics-addr`: an address or `off`.
+pub fn parse_metrics_addr(s: &str) -> Result<MetricsAddr, String> {
+    match s.trim() {
+        "off" | "none" | "" => Ok(MetricsAddr::Off),
+        addr => addr
+            .parse()
+            .map(MetricsAddr::At)
+            .map_err(|_| format!("'{addr}' is not an address like 127.0.0.1:9315, or off")),
+    }
 }
 
 /// How log lines are written.
@@ -117,6 +150,7 @@ struct FileConfig {
     sockets_per_ip: Option<u32>,
     sessions_per_minute: Option<u32>,
     embedding_model: Option<PathBuf>,
+    metrics_addr: Option<String>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -222,6 +256,8 @@ pub struct Settings {
     pub admin_password: Option<Password>,
     /// Whether visitor message texts are logged (`--log-messages`).
     pub log_messages: bool,
+    /// Where Prometheus metrics are served.
+    pub metrics_addr: MetricsAddr,
 }
 
 /// A URL that may carry a password (Redis): never printed.
@@ -241,6 +277,27 @@ pub struct Password(pub String);
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password([redacted])")
+    }
+}
+
+impl Settings {
+    /// Tells the log redactor every secret the server was started with.
+    pub fn remember_secrets(&self) {
+        let store = &self.store;
+        for url in [store.database_url.as_deref(), self.redis_url.as_ref().map(|u| u.0.as_str())].into_iter().flatten()
+        {
+            crate::redact::remember_url_password(url);
+        }
+        for secret in [
+            store.secret_key.as_deref(),
+            self.admin_token.as_ref().map(|t| t.0.as_str()),
+            self.admin_password.as_ref().map(|p| p.0.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            crate::redact::remember(secret);
+        }
     }
 }
 
@@ -310,6 +367,11 @@ impl ServeArgs {
             embedding_model: self.embedding_model.clone().or(file.embedding_model),
             admin_password: self.admin_password.clone().filter(|p| !p.is_empty()).map(Password),
             log_messages: self.log_messages,
+            metrics_addr: match (self.metrics_addr, &file.metrics_addr) {
+                (Some(m), _) => m,
+                (None, Some(text)) => parse_metrics_addr(text).map_err(anyhow::Error::msg)?,
+                (None, None) => MetricsAddr::Default,
+            },
         })
     }
 }

@@ -19,6 +19,8 @@
 //!   shared rate limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
+//! - [`redact`]: secrets masked in every log line.
+//! - [`metrics`]: Prometheus metrics on a listener of their own.
 //! - [`app`]: start-up, serving and draining; [`cli`]: the `aia-chat` commands.
 #![forbid(unsafe_code)]
 
@@ -34,10 +36,12 @@ pub mod demo;
 pub mod http;
 pub mod ids;
 pub mod knowledge;
+pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod outbound;
 pub mod realtime;
+pub mod redact;
 pub mod registry;
 pub mod semantic;
 pub mod store;

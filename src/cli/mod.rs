@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List, show, add and configure clients (websites) in the server's database.
     Client {
         #[command(flatten)]
@@ -67,7 +67,7 @@ enum Command {
 fn init_logging(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AIA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tantivy=warn"));
-    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::redact::Stderr);
     match format {
         crate::config::LogFormat::Pretty => log.init(),
         // The innermost span's fields (request or socket id, conversation) as `span`.
@@ -85,7 +85,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 init_logging(args.log_format);
-                serve(args).await.map(|_| ExitCode::SUCCESS)
+                serve(*args).await.map(|_| ExitCode::SUCCESS)
             }
             Command::Client { store, command } => client::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Admin { store, command } => admin::run(&store, command).await.map(|_| ExitCode::SUCCESS),
@@ -109,6 +109,7 @@ pub fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
+    settings.remember_secrets();
     // Every visitor socket is a file descriptor: take all the kernel allows this process.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(error = %e, "could not raise the open-file limit");

@@ -63,6 +63,7 @@ impl SecretBox {
 
     /// Parses a key given as text (`AIA_SECRET_KEY`).
     pub fn from_text(text: &str) -> Result<SecretBox, SecretError> {
+        crate::redact::remember(text);
         decode_key(text).map(SecretBox::new)
     }
 
@@ -100,6 +101,7 @@ impl SecretBox {
 
     /// Encrypts `plain` for the setting `key` of client `uid`.
     pub fn seal(&self, uid: &str, key: &str, plain: &str) -> String {
+        crate::redact::remember(plain);
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
         let aad = aad(uid, key);
@@ -128,7 +130,10 @@ impl SecretBox {
                 Payload { msg: body, aad: aad.as_bytes() },
             )
             .map_err(|_| SecretError::Undecryptable)?;
-        String::from_utf8(plain).map_err(|_| SecretError::Undecryptable)
+        let plain = String::from_utf8(plain).map_err(|_| SecretError::Undecryptable)?;
+        // Whatever this process can read, its logs mask.
+        crate::redact::remember(&plain);
+        Ok(plain)
     }
 }
 

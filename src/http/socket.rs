@@ -20,6 +20,7 @@ use super::{ApiError, allowed_client, client_ip};
 use crate::app::AppState;
 use crate::assistant::{self, Confidence, Persona, prompt};
 use crate::ids::{conversation_id, now_ms, session_token, token_hash};
+use crate::metrics::{self, Direction};
 use crate::operator::{handoff, relay};
 use crate::realtime::hub::{Membership, Outbox, SOCKET_QUEUE};
 use crate::realtime::limits::SocketPermit;
@@ -98,6 +99,7 @@ pub async fn upgrade(
 struct Joined {
     id: i64,
     _membership: Membership,
+    _open: metrics::OpenSocket,
 }
 
 struct Conn {
@@ -285,7 +287,7 @@ impl Conn {
         tracing::Span::current().record("conversation", row.conversation_id.as_str());
         let outbox = self.outbox.take().expect("outbox is kept until hello");
         let membership = self.state.hub.join(row.id, outbox);
-        self.session = Some(Joined { id: row.id, _membership: membership });
+        self.session = Some(Joined { id: row.id, _membership: membership, _open: metrics::OpenSocket::new(&self.uid) });
         let (history, has_more) = match store.messages_page(row.id, None, HISTORY_PAGE).await {
             Ok(page) => page,
             Err(e) => return internal(&e, None),
@@ -371,6 +373,7 @@ impl Conn {
         self.spawn_answer(session, &new.text, &id, Visitor::Storing(stored_rx), faq);
         match state.store.message_insert(&new).await {
             Ok(Inserted::New(stored)) => {
+                metrics::message(&self.uid, Direction::In);
                 let ack = ServerFrame::Ack { id: &id, seq: stored.seq, duplicate: false }.encode();
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
                 // The answer task is already working but learns the seq only below; announcing
@@ -460,8 +463,11 @@ impl Conn {
         let write = writing.elapsed();
         match stored {
             Ok((Inserted::New(stored), answer)) => {
+                metrics::message(&self.uid, Direction::In);
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
                 if let Some(answer) = answer {
+                    metrics::message(&self.uid, Direction::Out);
+                    metrics::answered(&self.uid, answer_source(&answer), Some(write));
                     state.hub.send(session, &ServerFrame::Message { message: (&answer).into() }.encode());
                     if let Some(started) = searched {
                         state.catalog_timings.record_hit(started.elapsed(), write);
@@ -487,6 +493,7 @@ impl Conn {
     async fn store_and_show(&self, session: i64, new: &NewMessage, id: &str) -> Result<Message, Outcome> {
         match self.state.store.message_insert(new).await {
             Ok(Inserted::New(stored)) => {
+                metrics::message(&self.uid, Direction::In);
                 self.state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
                 Ok(stored)
             }
@@ -569,7 +576,7 @@ impl Conn {
         };
         let mut answer = relay::server_message(session, Role::Assistant, &text);
         answer.reply_to = Some(stored.seq);
-        if let Err(e) = relay::show(state, &answer).await {
+        if let Err(e) = relay::show(state, &self.uid, &answer).await {
             tracing::error!(error = %e, session, "storing the task reply failed");
         }
         Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: false }.encode()))
@@ -860,6 +867,8 @@ async fn answer(
                 history.retain(|m| !ours(m));
                 // Pieces written before the message's seq is known wait for it.
                 let mut held = String::new();
+                let asked = std::time::Instant::now();
+                let mut first_token = None;
                 let (reply, failure) = assistant::answer_with_model(
                     &state.model_http,
                     &model,
@@ -870,20 +879,27 @@ async fn answer(
                     &history,
                     page.as_ref(),
                     &turn.text,
-                    |text| match visitor.now() {
-                        Some(m) => {
-                            let text = if held.is_empty() { text } else { held.push_str(text); held.as_str() };
-                            let frame = ServerFrame::Delta { reply_to: m.seq, text }.encode();
-                            state.hub.send_lossy(session, &frame);
-                            held.clear();
+                    |text| {
+                        first_token.get_or_insert_with(|| asked.elapsed());
+                        match visitor.now() {
+                            Some(m) => {
+                                let text = if held.is_empty() { text } else { held.push_str(text); held.as_str() };
+                                let frame = ServerFrame::Delta { reply_to: m.seq, text }.encode();
+                                state.hub.send_lossy(session, &frame);
+                                held.clear();
+                            }
+                            None => held.push_str(text),
                         }
-                        None => held.push_str(text),
                     },
                 )
                 .await;
+                if let Some(first) = first_token {
+                    metrics::model_first_token(&uid, first);
+                }
                 match failure {
                     None => state.model_breakers.success(&uid),
                     Some(e) => {
+                        metrics::model_failed(&uid);
                         let open = e.provider_trouble() && state.model_breakers.failure(&uid, std::time::Instant::now());
                         tracing::warn!(client = %uid, error = %e, breaker_open = open, "the model failed; answered from the knowledge");
                         record_model_problem(&state, &client, &e.to_string()).await;
@@ -914,11 +930,15 @@ async fn answer(
             })
             .await?;
         if let Some(u) = reply.usage {
+            metrics::model_tokens(&uid, u.prompt, u.completion);
             let day = crate::store::utc_day(created_at);
             state.usage_meter.add(client.row.id, day, session, u.total());
             state.usage_meter.add_ip(ip, day, u.total());
         }
         if let Inserted::New(m) = stored_answer {
+            metrics::message(&uid, Direction::Out);
+            let waited = Duration::from_millis(u64::try_from(m.created_at - stored.created_at).unwrap_or(0));
+            metrics::answered(&uid, answer_source(&m), Some(waited));
             state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
             match searched {
                 Some((started, Some(store))) => state.catalog_timings.record_miss(started.elapsed(), store),
@@ -939,7 +959,7 @@ async fn answer(
                 // The model already told the visitor what happens; only a refusal needs words.
                 if matches!(taken, tasks::Taken::Capped | tasks::Taken::Duplicate) {
                     let notice = relay::server_message(session, Role::System, &tasks::taken_text(&taken, &title));
-                    relay::show(&state, &notice).await?;
+                    relay::show(&state, &uid, &notice).await?;
                 }
             }
             if reply.handoff {
@@ -993,7 +1013,7 @@ async fn resume_unanswered(
             if age > RESUME_WINDOW_MS {
                 let mut notice = relay::server_message(session, Role::System, ASK_AGAIN);
                 notice.reply_to = Some(m.seq);
-                if let Err(e) = relay::show(&state, &notice).await {
+                if let Err(e) = relay::show(&state, &uid, &notice).await {
                     tracing::warn!(error = %e, session, "storing the ask-again notice failed");
                 }
             } else if age < RESUME_GRACE_MS || state.claims.busy(m.seq).await {
@@ -1048,6 +1068,16 @@ async fn hand_off_if_stuck(
 }
 
 /// Lets a message be answered again (after a resend) once its answer task is over.
+/// The metrics' name for where a stored answer came from.
+fn answer_source(m: &Message) -> &'static str {
+    match m.source.as_deref() {
+        Some("knowledge") => "knowledge",
+        Some("model") => "model",
+        Some("catalog") => "catalog",
+        _ => "fallback",
+    }
+}
+
 fn release(state: &AppState, seq: i64) {
     state.claims.release(seq);
 }

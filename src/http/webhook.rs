@@ -44,6 +44,11 @@ pub async fn one_client(
 }
 
 fn respond(result: Result<&'static str, ApiError>) -> Response {
+    crate::metrics::webhook(match &result {
+        Ok("duplicate delivery") => "duplicate",
+        Ok(_) => "accepted",
+        Err(e) => e.code,
+    });
     match result {
         Ok(what) => (StatusCode::OK, axum::Json(serde_json::json!({ "ok": true, "result": what }))).into_response(),
         Err(e) => e.into_response(),

@@ -60,16 +60,18 @@ pub async fn apply(state: &AppState, client: &ClientRuntime, hook: &Webhook) -> 
             };
             let attachments =
                 reply.attachments.iter().map(|(name, url)| Attachment { name: name.clone(), url: url.clone() });
-            let stored = store_message(
-                state,
+            let message = from_chatwoot(
                 session,
                 Role::Operator,
                 &reply.text,
                 Some(reply.message_id),
                 Some(author),
                 attachments.collect(),
-            )
-            .await?;
+            );
+            let stored = relay::show(state, &client.row.uid, &message).await?;
+            if stored {
+                crate::metrics::answered(&client.row.uid, "operator", None);
+            }
             // The first reply means a person has it; a late one (delivered after the resolve
             // that followed it) is shown but doesn't take the conversation from the bot.
             if link.state == HandoffState::Waiting {
@@ -78,7 +80,8 @@ pub async fn apply(state: &AppState, client: &ClientRuntime, hook: &Webhook) -> 
             Ok(if stored { "delivered" } else { "already delivered" })
         }
         Effect::Notice { message_id, text } => {
-            let stored = store_message(state, session, Role::System, &text, Some(message_id), None, Vec::new()).await?;
+            let message = from_chatwoot(session, Role::System, &text, Some(message_id), None, Vec::new());
+            let stored = relay::show(state, &client.row.uid, &message).await?;
             Ok(if stored { "notice delivered" } else { "already delivered" })
         }
         Effect::Typing(on) => {
@@ -93,7 +96,7 @@ pub async fn apply(state: &AppState, client: &ClientRuntime, hook: &Webhook) -> 
         Effect::Status(Owner::Bot | Owner::Resolved) => {
             if link.state != HandoffState::Bot {
                 set_state(state, &mut link, HandoffState::Bot).await?;
-                store_message(state, session, Role::System, BACK_TO_BOT, None, None, Vec::new()).await?;
+                relay::show(state, &client.row.uid, &relay::server_message(session, Role::System, BACK_TO_BOT)).await?;
             }
             Ok("the bot has the conversation")
         }
@@ -110,22 +113,20 @@ async fn set_state(state: &AppState, link: &mut OperatorLink, to: HandoffState) 
     state.store.operator_link_save(link).await
 }
 
-/// Stores a message from the operator's side and sends it to every socket of the session;
-/// `false` when that Chatwoot message was stored before (a repeated delivery).
-async fn store_message(
-    state: &AppState,
+/// A message from the operator's side, keyed by its Chatwoot id so that a repeated delivery
+/// is stored once ([`relay::show`] then says `false`).
+fn from_chatwoot(
     session: i64,
     role: Role,
     text: &str,
     chatwoot_id: Option<i64>,
     author: Option<Author>,
     attachments: Vec<Attachment>,
-) -> Result<bool, StoreError> {
-    let message = NewMessage {
+) -> NewMessage {
+    NewMessage {
         client_msg_id: chatwoot_id.map(|id| format!("chatwoot#{id}")),
         author,
         attachments,
         ..relay::server_message(session, role, text)
-    };
-    relay::show(state, &message).await
+    }
 }

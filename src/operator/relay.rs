@@ -88,7 +88,7 @@ pub async fn start_handoff(
         return Ok(true);
     }
     if link.handoffs >= max {
-        notify_visitor(state, session, CAPPED).await?;
+        notify_visitor(state, &client.row.uid, session, CAPPED).await?;
         return Ok(false);
     }
     link.state = HandoffState::Waiting;
@@ -99,7 +99,7 @@ pub async fn start_handoff(
     state.store.outbox_push(client.row.id, session, "handoff", &job, now_ms()).await?;
     state.wake(crate::cluster::Job::Operator);
     tracing::info!(client = %client.row.uid, session, why = why.describe(), "hand-off to a person queued");
-    notify_visitor(state, session, HANDING_OFF).await?;
+    notify_visitor(state, &client.row.uid, session, HANDING_OFF).await?;
     Ok(true)
 }
 
@@ -133,9 +133,10 @@ pub fn server_message(session: i64, role: Role, text: &str) -> crate::store::New
 
 /// Stores `message` and sends it to every socket of its session; `false` when it was stored
 /// before (the same Chatwoot message delivered twice).
-pub async fn show(state: &AppState, message: &crate::store::NewMessage) -> Result<bool, StoreError> {
+pub async fn show(state: &AppState, uid: &str, message: &crate::store::NewMessage) -> Result<bool, StoreError> {
     match state.store.message_insert(message).await? {
         Inserted::New(m) => {
+            crate::metrics::message(uid, crate::metrics::Direction::Out);
             state.hub.send(m.session_id, &ServerFrame::Message { message: (&m).into() }.encode());
             Ok(true)
         }
@@ -163,8 +164,8 @@ pub async fn visitor_typing(state: &AppState, client: &ClientRuntime, session: i
 }
 
 /// Stores a system message for the visitor and sends it to every socket of the session.
-async fn notify_visitor(state: &AppState, session: i64, text: &str) -> Result<(), StoreError> {
-    show(state, &server_message(session, Role::System, text)).await.map(|_| ())
+async fn notify_visitor(state: &AppState, uid: &str, session: i64, text: &str) -> Result<(), StoreError> {
+    show(state, uid, &server_message(session, Role::System, text)).await.map(|_| ())
 }
 
 /// The worker: delivers due items until shutdown; woken by new work, else polls each second.
@@ -242,11 +243,12 @@ async fn deliver(state: &AppState, http: &reqwest::Client, item: OutboxItem) {
             let backoff = Duration::from_secs(1 << item.attempts.clamp(0, 6)).min(MAX_BACKOFF);
             let next = now + after.unwrap_or(backoff).min(MAX_BACKOFF).as_millis() as i64;
             tracing::warn!(client = %client.row.uid, item = item.id, kind = %item.kind, error = %why, "operator delivery failed; retrying");
+            crate::metrics::outbox_retry(crate::metrics::Queue::Operator);
             state.store.outbox_retry(item.id, next, &why).await
         }
         Err(Failure::Retry(why, _) | Failure::Dead(why)) => {
             tracing::error!(client = %client.row.uid, item = item.id, kind = %item.kind, error = %why, "operator delivery dead-lettered");
-            give_up(state, &item, &why).await
+            give_up(state, &client.row.uid, &item, &why).await
         }
     };
     if let Err(e) = outcome {
@@ -255,15 +257,16 @@ async fn deliver(state: &AppState, http: &reqwest::Client, item: OutboxItem) {
 }
 
 /// A dead item: kept for the admin; a hand-off that never arrived gives the bot back.
-async fn give_up(state: &AppState, item: &OutboxItem, why: &str) -> Result<(), StoreError> {
+async fn give_up(state: &AppState, uid: &str, item: &OutboxItem, why: &str) -> Result<(), StoreError> {
     state.store.outbox_dead(item.id, now_ms(), why).await?;
+    crate::metrics::outbox_dead_letter(crate::metrics::Queue::Operator);
     if let Some(mut link) = state.store.operator_link(item.session_id).await?
         && link.state == HandoffState::Waiting
     {
         link.state = HandoffState::Bot;
         link.updated_at = now_ms();
         state.store.operator_link_save(&link).await?;
-        notify_visitor(state, item.session_id, UNREACHABLE).await?;
+        notify_visitor(state, uid, item.session_id, UNREACHABLE).await?;
     }
     Ok(())
 }

@@ -124,6 +124,7 @@ impl Limits {
         let mut sockets = self.sockets.lock().expect("limits lock");
         let n = sockets.entry(ip).or_insert(0);
         if *n >= self.settings.sockets_per_ip {
+            crate::metrics::rate_limited("sockets");
             return None;
         }
         *n += 1;
@@ -133,34 +134,34 @@ impl Limits {
     /// Whether `ip` may start another session now.
     pub async fn new_session(&self, ip: IpAddr) -> bool {
         if let Some(allowed) = self.shared(|s| &s.sessions, &ip.to_string()).await {
-            return allowed;
+            return counted("sessions", allowed);
         }
-        self.sessions.check_key(&ip).is_ok()
+        counted("sessions", self.sessions.check_key(&ip).is_ok())
     }
 
     /// Whether `ip` may deliver another operator webhook now.
     pub async fn webhook(&self, ip: IpAddr) -> bool {
         if let Some(allowed) = self.shared(|s| &s.webhooks, &ip.to_string()).await {
-            return allowed;
+            return counted("webhooks", allowed);
         }
-        self.webhooks.check_key(&ip).is_ok()
+        counted("webhooks", self.webhooks.check_key(&ip).is_ok())
     }
 
     /// Whether `session` may send another message now.
     pub async fn message(&self, session: i64) -> bool {
         if let Some(allowed) = self.shared(|s| &s.messages, &session.to_string()).await {
-            return allowed;
+            return counted("messages", allowed);
         }
-        self.messages.check_key(&session).is_ok()
+        counted("messages", self.messages.check_key(&session).is_ok())
     }
 
     /// Whether `session` may store another rating or identity now (same quota as messages,
     /// counted apart from them).
     pub async fn write(&self, session: i64) -> bool {
         if let Some(allowed) = self.shared(|s| &s.writes, &session.to_string()).await {
-            return allowed;
+            return counted("writes", allowed);
         }
-        self.writes.check_key(&session).is_ok()
+        counted("writes", self.writes.check_key(&session).is_ok())
     }
 
     /// The cluster's answer for `key`, when clustered and Redis answers.
@@ -177,4 +178,12 @@ impl Limits {
         self.writes.shrink_to_fit();
         self.sessions.shrink_to_fit();
     }
+}
+
+/// Counts a refusal of `limit` in the metrics; passes `allowed` through.
+fn counted(limit: &'static str, allowed: bool) -> bool {
+    if !allowed {
+        crate::metrics::rate_limited(limit);
+    }
+    allowed
 }

@@ -263,6 +263,19 @@ impl TaskState {
     }
 }
 
+/// The outboxes' backlog across clients: pending and given-up items per queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    /// Operator (Chatwoot) items still to deliver.
+    pub operator_pending: i64,
+    /// Operator items given up on (dead letters an admin can retry).
+    pub operator_dead: i64,
+    /// Task cards queued for their provider.
+    pub tasks_pending: i64,
+    /// Task cards that failed for good.
+    pub tasks_failed: i64,
+}
+
 /// A task request to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTaskRecord {
@@ -805,6 +818,8 @@ pub trait Store: Send + Sync + 'static {
     async fn client_delete(&self, uid: &str) -> StoreResult<bool>;
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
+    /// What waits in the outboxes of every client (read when metrics are scraped).
+    async fn outbox_depth(&self) -> StoreResult<OutboxDepth>;
     /// Takes or renews the lease of periodic job `name` until `until`: it succeeds when the
     /// lease is free, ran out by `now`, or is `owner`'s already. One node runs each job.
     async fn lease_take(&self, name: &str, owner: &str, now: i64, until: i64) -> StoreResult<bool>;

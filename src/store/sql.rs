@@ -1616,6 +1616,24 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn outbox_depth(&self) -> StoreResult<OutboxDepth> {
+                let row = sqlx::query(
+                    "SELECT \
+                     (SELECT COUNT(*) FROM operator_outbox WHERE dead_at IS NULL), \
+                     (SELECT COUNT(*) FROM operator_outbox WHERE dead_at IS NOT NULL), \
+                     (SELECT COUNT(*) FROM tasks WHERE state = 'queued'), \
+                     (SELECT COUNT(*) FROM tasks WHERE state = 'failed')",
+                )
+                .fetch_one(&self.reader)
+                .await?;
+                Ok(OutboxDepth {
+                    operator_pending: row.try_get(0)?,
+                    operator_dead: row.try_get(1)?,
+                    tasks_pending: row.try_get(2)?,
+                    tasks_failed: row.try_get(3)?,
+                })
+            }
+
             async fn webhook_deliveries_forget(&self, now: i64) -> StoreResult<u64> {
                 let deleted = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
                     .bind(now - DELIVERY_MEMORY_MS)

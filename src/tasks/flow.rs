@@ -218,7 +218,7 @@ async fn deliver(state: &AppState, task: TaskRecord) {
             message.client_msg_id = Some(format!("task#{}", task.id));
             tracing::info!(client = %client.row.uid, task = task.id, reference = %created.reference, "task created");
             match state.store.task_created(task.id, &created.id, &created.reference, &created.url, now).await {
-                Ok(()) => relay::show(state, &message).await.map(|_| ()),
+                Ok(()) => relay::show(state, &client.row.uid, &message).await.map(|_| ()),
                 Err(e) => Err(e),
             }
         }
@@ -226,14 +226,20 @@ async fn deliver(state: &AppState, task: TaskRecord) {
             let backoff = Duration::from_secs(1 << task.attempts.clamp(0, 6)).min(MAX_BACKOFF);
             let next = now + after.unwrap_or(backoff).min(MAX_BACKOFF).as_millis() as i64;
             tracing::warn!(client = %client.row.uid, task = task.id, error = %why, "creating the task failed; retrying");
+            crate::metrics::outbox_retry(crate::metrics::Queue::Tasks);
             state.store.task_retry(task.id, next, &why).await
         }
         Err((why, _, _)) => {
             tracing::error!(client = %client.row.uid, task = task.id, error = %why, "the task could not be created");
+            crate::metrics::outbox_dead_letter(crate::metrics::Queue::Tasks);
             match state.store.task_failed(task.id, now, &why).await {
-                Ok(()) => relay::show(state, &relay::server_message(task.session_id, Role::System, NOT_PASSED))
-                    .await
-                    .map(|_| ()),
+                Ok(()) => relay::show(
+                    state,
+                    &client.row.uid,
+                    &relay::server_message(task.session_id, Role::System, NOT_PASSED),
+                )
+                .await
+                .map(|_| ()),
                 Err(e) => Err(e),
             }
         }

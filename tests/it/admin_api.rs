@@ -13,7 +13,7 @@ use crate::support::{ADMIN_PASSWORD, TestApp, http, json_of};
 async fn the_first_admin_gets_a_generated_password_only_its_owner_can_read() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let log = dir.path().join("server.log");
+    let log = crate::support::log_path("first-admin");
     let server = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env("AIA_DATA_DIR", dir.path())
@@ -56,7 +56,7 @@ async fn the_first_admin_gets_a_generated_password_only_its_owner_can_read() {
     // A canary in every secret setting: none may come back in any page or answer, nor be logged.
     let mut secrets = serde_json::Map::new();
     for def in aia_chat::clients::SETTINGS.iter().filter(|d| d.secret()) {
-        let canary = format!("canary-{}-91c4", def.key);
+        let canary = crate::support::canary(&format!("canary-{}-91c4", def.key));
         let value = match def.kind {
             aia_chat::clients::Kind::SecretHeaders => json!({"X-Canary": canary}).to_string(),
             _ => canary,
@@ -91,6 +91,15 @@ async fn the_first_admin_gets_a_generated_password_only_its_owner_can_read() {
     let set = seen.matches("\"set\":true").count();
     assert!(set >= secrets.len(), "every secret reads as set");
     assert!(!seen.contains("canary"), "no secret in any page or answer");
+
+    // A visitor's message text is not logged either (without --log-messages).
+    let text = crate::support::canary("canary visitor text 3b8e05, please call me back");
+    let mut ws =
+        crate::support::connect_ws(&format!("ws://127.0.0.1:{port}/ws?clientUid=demo"), Some("http://localhost:8080"))
+            .await
+            .unwrap();
+    ws.hello(None).await;
+    ws.ask("c1", &text).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
         .args(["client", "show", "demo"])
         .env("AIA_DATA_DIR", dir.path())

@@ -391,16 +391,17 @@ async fn a_backup_made_under_load_restores_every_conversation() {
 }
 
 /// A server as the binary runs it, logging JSON lines to a pipe the test reads.
-struct LoggingServer {
+/// The real binary with JSON logs, whose lines a test can wait for.
+pub(crate) struct LoggingServer {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
-    _dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl LoggingServer {
-    fn start(extra: &[&str]) -> LoggingServer {
+    pub(crate) fn start(extra: &[&str]) -> LoggingServer {
         use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -420,13 +421,15 @@ impl LoggingServer {
             .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
+        let mut kept = std::fs::File::create(crate::support::log_path("logging-server")).unwrap();
         std::thread::spawn(move || {
+            use std::io::Write;
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(kept, "{line}");
                 let _ = tx.send(line);
             }
         });
-        let mut server =
-            LoggingServer { child, base: format!("http://{addr}"), lines: rx, seen: Vec::new(), _dir: dir };
+        let mut server = LoggingServer { child, base: format!("http://{addr}"), lines: rx, seen: Vec::new(), dir };
         server.wait_for("aia-chat is ready");
         server
     }
@@ -440,7 +443,7 @@ impl LoggingServer {
     }
 
     /// Reads lines until one contains `what` (up to 20 s); returns it parsed.
-    fn wait_for(&mut self, what: &str) -> serde_json::Value {
+    pub(crate) fn wait_for(&mut self, what: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(line) = self.seen.iter().find(|l| l.contains(what)) {

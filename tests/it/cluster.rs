@@ -115,7 +115,7 @@ impl Node {
     fn spawn(shared: &Shared, key: &str, env: &[(&str, &str)]) -> Result<Node, String> {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.path().join("node.log");
+        let log = crate::support::log_path("cluster-node");
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aia-chat"));
         cmd.arg("serve")
@@ -568,6 +568,8 @@ async fn rate_limits_hold_across_nodes() {
         ("AIA_NO_DEMO", "true"),
         ("AIA_PUBLIC_URL", "http://localhost:8080"),
         ("AIA_TRUSTED_PROXIES", "172.30.0.10/32"),
+        // The compose file's 0.0.0.0:9315, on a free loopback port here.
+        ("AIA_METRICS_ADDR", "127.0.0.1:0"),
     ];
     let b = Node::start(&shared, &compose).await;
     let (mut tab_a, welcome) = a.visitor(None).await;

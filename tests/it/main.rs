@@ -24,6 +24,7 @@ mod cli;
 mod cluster;
 mod embeddings_client;
 mod handoff;
+mod metrics;
 mod model;
 mod origins;
 mod semantic;

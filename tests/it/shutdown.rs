@@ -32,7 +32,7 @@ async fn the_binary_drains_and_exits_cleanly_on_sigterm() {
         .env_remove("AIA_SECRET_KEY")
         .env_remove("AIA_DATABASE_URL")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(crate::support::log_path("sigterm")).unwrap())
         .spawn()
         .unwrap();
     let mut server = KillOnDrop(Some(server));

@@ -97,6 +97,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.reload_interval = Duration::from_millis(200);
     s.schedule_interval = Duration::from_millis(200);
     s.shutdown_grace = Duration::from_secs(5);
+    s.metrics_addr = aia_chat::config::MetricsAddr::Off;
     s
 }
 
@@ -114,6 +115,7 @@ impl TestApp {
 
     /// Starts a server on an existing data directory.
     pub async fn spawn_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        init_logs();
         let mut settings = test_settings(dir.path());
         tweak(&mut settings);
         let listener = aia_chat::app::bind(settings.addr).unwrap();
@@ -181,6 +183,7 @@ impl TestApp {
     /// `aia-chat client set UID PAIRS…`, then waits (up to 20 s) until the running server has
     /// loaded the change.
     pub async fn set_client(&self, uid: &str, pairs: &[&str]) {
+        plant_secrets(pairs);
         let version = || self.state.registry.get(uid).map(|c| c.row.settings_version);
         let before = version();
         let out = self.cli(&[&["client", "set", uid], pairs].concat());
@@ -218,15 +221,80 @@ impl Drop for TestApp {
     }
 }
 
-/// Runs the `aia-chat` binary with `--data-dir` set.
+/// Runs the `aia-chat` binary with `--data-dir` set; what it prints is kept with the logs.
 pub fn cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aia-chat"))
         .args(args)
         .env("AIA_DATA_DIR", data_dir)
         .env_remove("AIA_SECRET_KEY")
         .env_remove("AIA_DATABASE_URL")
         .output()
-        .unwrap()
+        .unwrap();
+    keep_output(args.first().copied().unwrap_or("cli"), &out);
+    out
+}
+
+/// Where every test server's log (and every CLI run's output) goes: `scripts/test` scans it
+/// after the suite for the canaries the tests planted (`canaries.txt` there).
+pub fn log_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A fresh log file path in [`log_dir`] for a server of `kind`.
+pub fn log_path(kind: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    log_dir().join(format!("{kind}-{}-{}.log", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Keeps a CLI run's stdout and stderr with the logs.
+pub fn keep_output(kind: &str, out: &std::process::Output) {
+    let mut text = out.stdout.clone();
+    text.extend_from_slice(&out.stderr);
+    if !text.is_empty() {
+        std::fs::write(log_path(&format!("cli-{kind}")), text).unwrap();
+    }
+}
+
+/// Sends the logs of every in-process test server to one JSON-lines file in [`log_dir`],
+/// through the product's own redacting writer (what operators get), at debug level.
+pub fn init_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let file = std::fs::File::create(log_path("in-process")).unwrap();
+        let filter = tracing_subscriber::EnvFilter::new("info,aia_chat=debug,sqlx=warn,tantivy=warn");
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .with_writer(std::sync::Mutex::new(aia_chat::redact::RedactingWriter(file)))
+            .try_init();
+    });
+}
+
+/// Records `value` as a canary: `scripts/test` fails when any test server's log or CLI output
+/// contains it. Returns it, for use in place.
+pub fn canary(value: &str) -> String {
+    use std::io::Write;
+    let mut file = std::fs::File::options().create(true).append(true).open(log_dir().join("canaries.txt")).unwrap();
+    writeln!(file, "{value}").unwrap();
+    value.to_string()
+}
+
+/// Plants the values of secret settings among `key=value` pairs as canaries (long enough not
+/// to occur by chance): whatever a test configures as a secret must never be logged.
+pub fn plant_secrets(pairs: &[&str]) {
+    for pair in pairs {
+        if let Some((key, value)) = pair.split_once('=')
+            && aia_chat::clients::settings::find(key).is_some_and(|d| d.secret())
+            && value.len() >= 10
+        {
+            canary(value);
+        }
+    }
 }
 
 /// A shared HTTP client.

@@ -123,7 +123,7 @@ pub async fn update(
         if let Some(p) = &body.password {
             accounts::set_password(store, &row.username, p).await.map_err(account_error)?;
         }
-        tracing::info!(admin = %admin.0.username, account = %row.username, password = body.password.is_some(), clients = body.clients.is_some(), "admin account changed");
+        tracing::info!(admin = %admin.0.username, account = %row.username, password_changed = body.password.is_some(), clients = body.clients.is_some(), "admin account changed");
         let all = accounts_json(&state).await?;
         let one = all.into_iter().find(|a| a["username"] == row.username.as_str()).unwrap_or(Value::Null);
         Ok(Json(one).into_response())
