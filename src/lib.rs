@@ -18,6 +18,7 @@
 //! - [`cluster`]: several nodes on one database: the Redis bus, job leases, answer claims and
 //!   shared rate limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
+//! - [`privacy`]: access and erasure requests about a visitor, and retention.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
 //! - [`app`]: start-up, serving and draining; [`cli`]: the `aia-chat` commands.
 #![forbid(unsafe_code)]
@@ -37,6 +38,7 @@ pub mod knowledge;
 pub mod model;
 pub mod operator;
 pub mod outbound;
+pub mod privacy;
 pub mod realtime;
 pub mod registry;
 pub mod semantic;
