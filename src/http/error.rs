@@ -73,7 +73,7 @@ impl From<crate::privacy::PrivacyError> for ApiError {
             PrivacyError::Invalid => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_visitor",
-                "visitor is a conversation id (c_…) or an email address.",
+                "visitor is a conversation id (c_…) or an email address, 1 to 320 characters.",
             ),
             PrivacyError::NotFound => ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -351,8 +351,6 @@ async fn the_openapi_document_describes_every_admin_route() {
         "/api/admin/session",
         "/api/admin/clients",
         "/api/admin/clients/{uid}",
-        "/api/admin/clients/{uid}/visitors/export",
-        "/api/admin/clients/{uid}/visitors/delete",
         "/api/admin/visitors/export",
         "/api/admin/visitors/delete",
     ] {

@@ -332,41 +332,41 @@ async fn through_the_admin_api(postgres: Option<String>) {
     let admin = scene.admin.clone();
 
     // Who may ask: a client admin of another shop sees no such client here (404, as for every
-    // client route) and may not search every client (403).
+    // client route), may not search every client (403), and finds nobody in its own shop.
     assert_eq!(admin.call(Method::POST, "/api/admin/clients", json!({"uid": "other"})).await.0, 201);
     let owner = json!({"username": "owner", "password": "owner-password-1", "role": "client", "clients": ["other"]});
     assert_eq!(admin.call(Method::POST, "/api/admin/accounts", owner).await.0, 201);
     let owner = sign_in(&app.base, "owner", "owner-password-1").await;
-    let body = json!({"visitor": EMAIL});
+    let in_demo = json!({"visitor": EMAIL, "client": "demo"});
+    let everywhere = json!({"visitor": EMAIL});
     let code = |r: (u16, Value)| (r.0, r.1["error"]["code"].as_str().unwrap_or_default().to_string());
-    for path in ["/api/admin/clients/demo/visitors/export", "/api/admin/clients/demo/visitors/delete"] {
-        assert_eq!(code(owner.call(Method::POST, path, body.clone()).await), (404, "unknown_client".into()));
-    }
     for path in ["/api/admin/visitors/export", "/api/admin/visitors/delete"] {
-        assert_eq!(code(owner.call(Method::POST, path, body.clone()).await), (403, "server_admin_only".into()));
+        assert_eq!(code(owner.call(Method::POST, path, in_demo.clone()).await), (404, "unknown_client".into()));
+        assert_eq!(code(owner.call(Method::POST, path, everywhere.clone()).await), (403, "server_admin_only".into()));
+        let own = json!({"visitor": EMAIL, "client": "other"});
+        assert_eq!(code(owner.call(Method::POST, path, own).await), (404, "unknown_visitor".into()), "not theirs");
     }
-    let (status, _) = owner.call(Method::POST, "/api/admin/clients/other/visitors/export", body.clone()).await;
-    assert_eq!(status, 404, "not the other shop's visitor");
-    // Unknown and invalid visitors; the CSRF token is required.
-    for unknown in ["nobody@example.org", "c_000000000000000000000000"] {
+    // Unknown and invalid visitors and clients; the CSRF token is required.
+    for unknown in ["nobody@example.org", "c_000000000000000000000000", " \t"] {
         let r = admin.call(Method::POST, "/api/admin/visitors/export", json!({"visitor": unknown})).await;
-        assert_eq!(code(r), (404, "unknown_visitor".into()));
+        assert_eq!(code(r), (404, "unknown_visitor".into()), "{unknown:?}");
     }
-    let r = admin.call(Method::POST, "/api/admin/clients/demo/visitors/delete", json!({"visitor": " \t"})).await;
+    let r = admin.call(Method::POST, "/api/admin/visitors/delete", json!({"visitor": "", "client": "demo"})).await;
     assert_eq!(code(r), (422, "invalid_visitor".into()));
-    let r = admin.call(Method::POST, "/api/admin/clients/nope/visitors/export", body.clone()).await;
+    let r = admin.call(Method::POST, "/api/admin/visitors/export", json!({"visitor": EMAIL, "client": "nope"})).await;
     assert_eq!(code(r), (404, "unknown_client".into()));
     let no_csrf = crate::support::http()
         .post(format!("{}/api/admin/visitors/delete", app.base))
         .header("cookie", &admin.cookie)
-        .json(&body)
+        .json(&everywhere)
         .send()
         .await
         .unwrap();
     assert_eq!(no_csrf.status(), 403);
+    assert!(app.state.store.session_by_id(scene.session).await.unwrap().is_some(), "nothing deleted so far");
 
     // Export, by email in the client and by conversation id everywhere: the same visitor.
-    let (status, export) = admin.call(Method::POST, "/api/admin/clients/demo/visitors/export", body.clone()).await;
+    let (status, export) = admin.call(Method::POST, "/api/admin/visitors/export", in_demo.clone()).await;
     assert_eq!(status, 200, "{export}");
     check_export(&app, &scene, &export).await;
     let by_id = json!({"visitor": scene.conversation});
@@ -385,7 +385,7 @@ async fn through_the_admin_api(postgres: Option<String>) {
     assert_eq!(erased["upstream"], export["upstream"], "the Chatwoot conversation and the card to delete there");
     check_socket_ended(&mut scene.ws).await;
     check_erased(&app, &scene, &db).await;
-    let r = admin.call(Method::POST, "/api/admin/clients/demo/visitors/delete", body).await;
+    let r = admin.call(Method::POST, "/api/admin/visitors/delete", in_demo).await;
     assert_eq!(code(r), (404, "unknown_visitor".into()), "nothing left to delete");
 }
 

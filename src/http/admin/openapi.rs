@@ -26,20 +26,21 @@ fn json_response(description: &str, schema: &str) -> Value {
 
 /// An access or erasure request's operation: the visitor in the body (never in the URL, so
 /// no address reaches access logs).
-fn visitor_operation(id: &str, summary: &str, ok: Value, forbidden: &str, not_found: &str) -> Value {
+fn visitor_operation(id: &str, summary: &str, ok: Value) -> Value {
     json!({
         "operationId": id, "summary": summary, "security": [{"session": [], "csrf": []}],
         "description": "visitor is a conversation id (c_…) or an email given through identify (compared trimmed and \
-            case-insensitively; every conversation with it).",
+            case-insensitively; every conversation with it). With client, that client's conversations only (an account \
+            may name the clients it manages); without, every client's (server admins only).",
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VisitorRequest"}}}},
         "responses": {
             "200": ok,
             "400": error_response("The body is not JSON."),
             "401": error_response("Not signed in."),
-            "403": error_response(forbidden),
-            "404": error_response(not_found),
+            "403": error_response("No client named by a client admin, no or a wrong CSRF token, or a cross-site request."),
+            "404": error_response("No such client (or not one this account manages), or no conversation has this id or was identified with this email."),
             "415": error_response("The body is not JSON."),
-            "422": error_response("The body misses visitor, or it is neither a conversation id nor an email address.")
+            "422": error_response("The body misses visitor, or it is empty or longer than 320 characters.")
         }
     })
 }
@@ -197,31 +198,13 @@ pub fn spec() -> Value {
                     }
                 }
             },
-            "/api/admin/clients/{uid}/visitors/export": {
-                "parameters": [uid_param],
-                "post": visitor_operation("exportClientVisitor", "A visitor's conversations with this client, as JSON (an access request)",
-                    json_response("Everything kept about the visitor's conversations, and what exists at Chatwoot and Trello.", "VisitorExport"),
-                    "No or a wrong CSRF token, or a cross-site request.",
-                    "No such client (or not one this account manages), or no conversation of it has this id or was identified with this email.")
-            },
-            "/api/admin/clients/{uid}/visitors/delete": {
-                "parameters": [uid_param],
-                "post": visitor_operation("deleteClientVisitor", "Delete a visitor's conversations with this client (an erasure request)",
-                    json_response("Deleted from every table; live sockets end. The Chatwoot conversations and Trello cards listed are not deleted there.", "VisitorErasure"),
-                    "No or a wrong CSRF token, or a cross-site request.",
-                    "No such client (or not one this account manages), or no conversation of it has this id or was identified with this email.")
-            },
             "/api/admin/visitors/export": {
-                "post": visitor_operation("exportVisitor", "A visitor's conversations with every client, as JSON (server admins)",
-                    json_response("Everything kept about the visitor's conversations, grouped by client, and what exists at Chatwoot and Trello.", "VisitorExport"),
-                    "Not a server admin, no or a wrong CSRF token, or a cross-site request.",
-                    "No conversation has this id or was identified with this email.")
+                "post": visitor_operation("exportVisitor", "A visitor's conversations, as JSON (an access request)",
+                    json_response("Everything kept about the visitor's conversations, grouped by client, and what exists at Chatwoot and Trello.", "VisitorExport"))
             },
             "/api/admin/visitors/delete": {
-                "post": visitor_operation("deleteVisitor", "Delete a visitor's conversations with every client (server admins)",
-                    json_response("Deleted from every table; live sockets end. The Chatwoot conversations and Trello cards listed are not deleted there.", "VisitorErasure"),
-                    "Not a server admin, no or a wrong CSRF token, or a cross-site request.",
-                    "No conversation has this id or was identified with this email.")
+                "post": visitor_operation("deleteVisitor", "Delete a visitor's conversations (an erasure request)",
+                    json_response("Deleted from every table; live sockets end. The Chatwoot conversations and Trello cards listed are not deleted there.", "VisitorErasure"))
             },
             "/api/admin/clients/{uid}/training": {
                 "parameters": [uid_param],
@@ -558,7 +541,8 @@ fn schemas() -> Value {
 fn visitor_schemas() -> Map<String, Value> {
     let schemas = json!({
         "VisitorRequest": {"type": "object", "required": ["visitor"], "properties": {
-            "visitor": {"type": "string", "minLength": 1, "maxLength": 320, "description": "A conversation id (c_…) or an email address."}
+            "visitor": {"type": "string", "minLength": 1, "maxLength": 320, "description": "A conversation id (c_…) or an email address."},
+            "client": {"type": ["string", "null"], "description": "Only this client's conversations (its uid)."}
         }},
         "VisitorExport": visitor_export(),
         "VisitorErasure": {"type": "object", "required": ["conversations", "deleted", "upstream"], "properties": {
