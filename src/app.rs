@@ -116,6 +116,20 @@ impl AppState {
         Ok(outcome)
     }
 
+    /// Erases the `matched` conversations (see [`crate::privacy::erase`]) and ends their live
+    /// sockets on every node: a deleted visitor must not keep writing into a deleted session.
+    pub async fn erase(
+        &self,
+        matched: &[crate::privacy::Matched],
+    ) -> Result<crate::privacy::Erasure, crate::privacy::PrivacyError> {
+        let erasure = crate::privacy::erase(self.store.as_ref(), matched).await?;
+        let frame = crate::realtime::protocol::erased_frame();
+        for session in &erasure.session_ids {
+            self.hub.send(*session, &frame);
+        }
+        Ok(erasure)
+    }
+
     /// The lease of periodic job `name` for this node (see [`Lease`]).
     pub fn lease(&self, name: &'static str, ttl: Duration) -> Lease {
         Lease::new(name, self.cluster.node(), ttl, self.settings.store.shared())
@@ -385,7 +399,8 @@ fn spawn_background(state: &AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Deletes conversations idle longer than their client's `retention_days`, in batches, and
+/// Deletes conversations idle longer than their client's `retention_days`, in batches, through
+/// the same erasure as a visitor's request (every visitor table, live sockets ended), and
 /// webhook delivery ids older than a day, at start and then every `retention_interval`.
 fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
     const BATCH: u32 = 500;
@@ -408,12 +423,24 @@ fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
                     continue;
                 }
                 let before = crate::ids::now_ms() - days * 86_400_000;
-                let mut deleted = 0;
+                let (mut deleted, mut upstream) = (0, 0);
                 loop {
-                    match state.store.sessions_expire(client.row.id, before, BATCH).await {
-                        Ok(n) => {
+                    let erased = match state.store.sessions_idle(client.row.id, before, BATCH).await {
+                        Ok(idle) => {
+                            let matched: Vec<_> = idle
+                                .into_iter()
+                                .map(|session| crate::privacy::Matched { client: client.row.clone(), session })
+                                .collect();
+                            state.erase(&matched).await.map(|e| (matched.len(), e))
+                        }
+                        Err(e) => Err(e.into()),
+                    };
+                    match erased {
+                        Ok((n, erasure)) => {
                             deleted += n;
-                            if n < u64::from(BATCH) {
+                            upstream +=
+                                erasure.upstream.chatwoot_conversations.len() + erasure.upstream.trello_cards.len();
+                            if n < BATCH as usize {
                                 break;
                             }
                         }
@@ -424,7 +451,13 @@ fn spawn_retention(state: &AppState) -> tokio::task::JoinHandle<()> {
                     }
                 }
                 if deleted > 0 {
-                    tracing::info!(client = %client.row.uid, deleted, days, "conversations past their retention deleted");
+                    tracing::info!(
+                        client = %client.row.uid,
+                        deleted,
+                        days,
+                        upstream,
+                        "conversations past their retention deleted (upstream: Chatwoot conversations and Trello cards, kept there)"
+                    );
                 }
             }
         }

@@ -18,6 +18,7 @@
 //! - [`cluster`]: several nodes on one database: the Redis bus, job leases, answer claims and
 //!   shared rate limits.
 //! - [`registry`]: the running server's view of its clients, rebuilt on change.
+//! - [`privacy`]: access and erasure requests about a visitor, and retention.
 //! - [`http`]: every route, and the mapping of typed errors to responses.
 //! - [`redact`]: secrets masked in every log line.
 //! - [`metrics`]: Prometheus metrics on a listener of their own.
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod outbound;
+pub mod privacy;
 pub mod realtime;
 pub mod redact;
 pub mod registry;

@@ -1,4 +1,4 @@
-//! The `aia-chat` command line: `serve`, `client …`, `admin …` and `ask`. Every flag can also come from
+//! The `aia-chat` command line: `serve`, `client …`, `admin …`, `visitor …` and `ask`. Every flag can also come from
 //! an `AIA_…` environment variable and the TOML file given with `--config`.
 
 mod admin;
@@ -9,6 +9,7 @@ mod eval;
 mod healthcheck;
 mod knowledge;
 mod train;
+mod visitor;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,14 @@ enum Command {
         store: StoreArgs,
         #[command(subcommand)]
         command: admin::AdminCommand,
+    },
+    /// Answer a visitor's access or erasure request: export or delete their conversations, by
+    /// conversation id or by the email they gave.
+    Visitor {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: visitor::VisitorCommand,
     },
     /// Ask a question over the WebSocket exactly as the widget does, and print the reply.
     Ask(ask::AskArgs),
@@ -89,6 +98,7 @@ pub fn main() -> ExitCode {
             }
             Command::Client { store, command } => client::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Admin { store, command } => admin::run(&store, command).await.map(|_| ExitCode::SUCCESS),
+            Command::Visitor { store, command } => visitor::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Ask(args) => Ok(ask::run(args).await),
             Command::Knowledge { store, command } => knowledge::run(&store, command).await.map(|_| ExitCode::SUCCESS),
             Command::Train(args) => train::run(args).await.map(|_| ExitCode::SUCCESS),

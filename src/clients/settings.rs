@@ -483,8 +483,9 @@ pub const SETTINGS: &[SettingDef] = &[
         Kind::Int { min: 0, max: 3650 },
         "0",
         Group::Privacy,
-        "Delete conversations idle this many days (their messages, hand-off links, queued deliveries and task \
-         records; cards already in Trello and conversations in Chatwoot stay there); 0 keeps them. Checked hourly.",
+        "Delete conversations idle this many days, as an erasure request does (their messages, the visitor's \
+         name and email, hand-off links, queued deliveries and task records; cards already in Trello and \
+         conversations in Chatwoot stay there, see docs/privacy.md); 0 keeps them. Checked hourly.",
     ),
 ];
 

@@ -65,6 +65,27 @@ impl ApiError {
     }
 }
 
+/// Access and erasure requests' failures (`privacy`).
+impl From<crate::privacy::PrivacyError> for ApiError {
+    fn from(e: crate::privacy::PrivacyError) -> ApiError {
+        use crate::privacy::PrivacyError;
+        match e {
+            PrivacyError::Invalid => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_visitor",
+                "visitor is a conversation id (c_…) or an email address, 1 to 320 characters.",
+            ),
+            PrivacyError::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_visitor",
+                "No conversation has this id, or was identified with this email.",
+            ),
+            PrivacyError::UnknownClient(_) => ApiError::unknown_client(),
+            PrivacyError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()

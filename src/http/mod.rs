@@ -57,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/clients/{uid}/conversations/{conversation}", get(admin::conversations::transcript_page))
         .route("/api/admin/clients/{uid}/conversations", get(admin::conversations::list))
         .route("/api/admin/clients/{uid}/conversations/{conversation}", get(admin::conversations::show))
+        .route("/api/admin/visitors/export", post(admin::visitors::export))
+        .route("/api/admin/visitors/delete", post(admin::visitors::delete))
         .route("/api/admin/clients/{uid}/training", get(admin::operations::training).post(admin::operations::train))
         .route("/api/admin/clients/{uid}/usage", get(admin::operations::usage))
         .route("/api/admin/clients/{uid}/outbox", get(admin::operations::outbox))

@@ -121,11 +121,22 @@ struct Conn {
 struct Outcome {
     frames: Vec<Arc<str>>,
     close: Option<(u16, &'static str)>,
+    /// The store failed: maybe because the session was erased by another process.
+    failed: bool,
 }
 
 impl Outcome {
     fn frame(frame: Arc<str>) -> Outcome {
-        Outcome { frames: vec![frame], close: None }
+        Outcome { frames: vec![frame], close: None, failed: false }
+    }
+
+    /// Ends a socket whose session was erased (see `protocol::erased_frame`).
+    fn erased() -> Outcome {
+        Outcome {
+            frames: vec![protocol::erased_frame()],
+            close: Some((close_code::NORMAL, "conversation deleted")),
+            failed: false,
+        }
     }
 
     fn error(code: ErrorCode, id: Option<&str>) -> Outcome {
@@ -171,6 +182,10 @@ async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
         match step {
             Step::Deliver(frame) => {
                 if !send(&mut ws, &frame).await {
+                    return;
+                }
+                if protocol::is_erased_frame(&frame) {
+                    close(&mut ws, close_code::NORMAL, "conversation deleted").await;
                     return;
                 }
             }
@@ -226,6 +241,19 @@ async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
 
 impl Conn {
     async fn handle(&mut self, text: &str) -> Outcome {
+        let outcome = self.handle_frame(text).await;
+        // A session erased by the CLI (another process, which cannot reach this hub) shows
+        // here first: its writes fail. Then the socket ends as if the hub had told it.
+        if outcome.failed
+            && let Some(session) = self.joined()
+            && matches!(self.state.store.session_by_id(session).await, Ok(None))
+        {
+            return Outcome::erased();
+        }
+        outcome
+    }
+
+    async fn handle_frame(&mut self, text: &str) -> Outcome {
         let frame = match protocol::parse(text) {
             Ok(frame) => frame,
             Err(code) => return Outcome::error(code, None),
@@ -698,7 +726,7 @@ fn typing_on(state: &AppState, session: i64, seq: i64) {
 
 fn internal(err: &dyn std::fmt::Display, id: Option<&str>) -> Outcome {
     tracing::error!(error = %err, "socket request failed");
-    Outcome::error(ErrorCode::Internal, id)
+    Outcome { failed: true, ..Outcome::error(ErrorCode::Internal, id) }
 }
 
 /// Keeps the latest model failure where the admin sees it (`client show`), at most once a

@@ -464,6 +464,23 @@ impl ServerFrame<'_> {
     }
 }
 
+/// The `reconnect` frame that ends an erased session's sockets (an erasure request or
+/// retention deleted it): the widget reconnects at once and, its session being unknown,
+/// starts a new conversation and clears the old one from the screen.
+pub fn erased_frame() -> std::sync::Arc<str> {
+    ERASED_FRAME.clone()
+}
+
+/// Whether `frame` is the [`erased_frame`]: the socket closes after sending it. Frames reach
+/// sockets as text (from this node's hub or another node's bus), so this is how the socket
+/// learns it.
+pub fn is_erased_frame(frame: &str) -> bool {
+    frame == &**ERASED_FRAME
+}
+
+static ERASED_FRAME: std::sync::LazyLock<std::sync::Arc<str>> =
+    std::sync::LazyLock::new(|| ServerFrame::Reconnect { reason: "erased", after_ms: 0 }.encode());
+
 /// An `error` frame for `code`.
 pub fn error_frame(code: ErrorCode, id: Option<&str>) -> std::sync::Arc<str> {
     ServerFrame::Error { code, message: code.describe(), id }.encode()
@@ -487,6 +504,16 @@ mod tests {
         assert_eq!(clean_text(&"é".repeat(4001)), Err(ErrorCode::MessageTooLong));
         assert_eq!(clean_text("a\r\nb").unwrap(), "a\nb");
         assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn the_erased_frame_is_recognised_and_nothing_else() {
+        assert!(is_erased_frame(&erased_frame()));
+        assert_eq!(&*erased_frame(), r#"{"type":"reconnect","reason":"erased","afterMs":0}"#);
+        let shutdown = ServerFrame::Reconnect { reason: "shutdown", after_ms: 1000 }.encode();
+        assert!(!is_erased_frame(&shutdown));
+        let quoted = ServerFrame::Error { code: ErrorCode::Internal, message: r#""reason":"erased""#, id: None };
+        assert!(!is_erased_frame(&quoted.encode()), "a message quoting it is not it");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! time from the database URL; both implementations share their SQL text (`sql.rs`) and are
 //! checked by one conformance suite, so behaviour cannot drift between dialects.
 
+pub mod privacy;
 mod sql;
 mod sqlite_writer;
 
@@ -693,9 +694,21 @@ pub trait Store: Send + Sync + 'static {
         offset: u32,
         limit: u32,
     ) -> StoreResult<Vec<ConversationSummary>>;
-    /// Deletes up to `limit` of a client's sessions that started before `before` and have no
-    /// message since, with everything they own; returns how many went.
-    async fn sessions_expire(&self, client_id: i64, before: i64, limit: u32) -> StoreResult<u64>;
+    /// Up to `limit` of a client's sessions that started before `before` and have no message
+    /// since: what retention erases (with [`Store::sessions_erase`]).
+    async fn sessions_idle(&self, client_id: i64, before: i64, limit: u32) -> StoreResult<Vec<SessionRow>>;
+    /// Deletes the sessions with every row of every visitor table ([`privacy::TABLES`]) in one
+    /// transaction, so an erasure is whole or not at all; the rows deleted per table. On SQLite
+    /// the deleted bytes are overwritten and the WAL emptied, so they are not left on disk.
+    async fn sessions_erase(&self, session_ids: &[i64]) -> StoreResult<Vec<(&'static str, u64)>>;
+    /// The sessions whose visitor gave `email` (`identify`), compared trimmed and
+    /// case-insensitively (for ASCII), of one client or of all; oldest first.
+    async fn sessions_by_email(&self, client_id: Option<i64>, email: &str) -> StoreResult<Vec<SessionRow>>;
+    /// A session by its public conversation id, whichever client it belongs to (the ids are
+    /// unique across clients).
+    async fn session_by_public_id(&self, conversation_id: &str) -> StoreResult<Option<SessionRow>>;
+    /// Every outbox item of a session, dead-lettered ones included, oldest first.
+    async fn outbox_of_session(&self, session_id: i64) -> StoreResult<Vec<OutboxItem>>;
     /// A client's session by its public conversation id.
     async fn session_by_conversation(&self, client_id: i64, conversation_id: &str) -> StoreResult<Option<SessionRow>>;
     /// The tasks made from a session, oldest first.

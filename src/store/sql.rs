@@ -111,6 +111,20 @@ impl SqliteStore {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
+    /// Empties the WAL after an erasure: its old frames still hold the deleted rows as they
+    /// were written (the database file's copies are zeroed by `secure_delete`). Waits for
+    /// readers up to the busy timeout; if one outlasts it, the next erasure or restart
+    /// truncates it.
+    async fn after_erase(&self) {
+        match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.pool).await {
+            Ok(row) if row.try_get::<i64, _>(0).unwrap_or(1) == 0 => {}
+            Ok(_) => {
+                tracing::warn!("the WAL could not be emptied after an erasure (a reader was busy); it will be later")
+            }
+            Err(e) => tracing::warn!(error = %e, "emptying the WAL after an erasure failed"),
+        }
+    }
+
     /// Opens (creating if needed) the database file and migrates it.
     pub async fn connect_file(path: &Path) -> StoreResult<Self> {
         Self::connect_with(SqliteConnectOptions::new().filename(path)).await
@@ -128,6 +142,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
+            // Deleted rows are overwritten with zeros, not left in free space of the file: an
+            // erasure request must not leave the visitor's messages on disk.
+            .pragma("secure_delete", "on")
             // Checkpoints (and their fsyncs) run in the background, never inside a commit.
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", "67108864");
@@ -218,6 +235,10 @@ fn spawn_checkpointer(pool: SqlitePool, stop: tokio_util::sync::CancellationToke
 impl PostgresStore {
     /// PostgreSQL locks rows, not the database: nothing to yield.
     async fn yield_writes() {}
+
+    /// Deleted rows are gone for every query at once; their space is reclaimed by
+    /// (auto)vacuum, which only the database's owner controls (see docs/privacy.md).
+    async fn after_erase(&self) {}
 
     /// Connects and migrates (migrations take an advisory lock, so nodes may start together).
     pub async fn connect(url: &str) -> StoreResult<Self> {
@@ -1075,19 +1096,73 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn sessions_expire(&self, client_id: i64, before: i64, limit: u32) -> StoreResult<u64> {
-                let done = sqlx::query(
-                    "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s WHERE s.client_id = $1 \
-                     AND s.created_at < $2 \
+            async fn sessions_idle(&self, client_id: i64, before: i64, limit: u32) -> StoreResult<Vec<SessionRow>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    " FROM sessions s WHERE s.client_id = $1 AND s.created_at < $2 \
                      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id AND m.created_at >= $2) \
-                     LIMIT $3)",
-                )
+                     ORDER BY s.id LIMIT $3"
+                ))
                 .bind(client_id)
                 .bind(before)
                 .bind(i64::from(limit))
-                .execute(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                Ok(done.rows_affected())
+                Ok(rows.iter().map(session_from).collect::<Result<_, _>>()?)
+            }
+
+            async fn sessions_erase(&self, session_ids: &[i64]) -> StoreResult<Vec<(&'static str, u64)>> {
+                let mut counts: Vec<(&'static str, u64)> = privacy::visitor_tables().map(|(t, _)| (t, 0)).collect();
+                if session_ids.is_empty() {
+                    return Ok(counts);
+                }
+                let mut tx = self.pool.begin().await?;
+                for ((table, column), count) in privacy::visitor_tables().zip(counts.iter_mut()) {
+                    // Names from the constant list, never from input.
+                    let sql = format!("DELETE FROM {table} WHERE {column} = $1");
+                    for id in session_ids {
+                        let done = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(id).execute(&mut *tx).await?;
+                        count.1 += done.rows_affected();
+                    }
+                }
+                tx.commit().await?;
+                self.after_erase().await;
+                Ok(counts)
+            }
+
+            async fn sessions_by_email(&self, client_id: Option<i64>, email: &str) -> StoreResult<Vec<SessionRow>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    session_columns!(),
+                    " FROM sessions WHERE ($1 IS NULL OR client_id = $1) AND visitor_email IS NOT NULL \
+                     AND LOWER(TRIM(visitor_email)) = LOWER(TRIM($2)) ORDER BY id"
+                ))
+                .bind(client_id)
+                .bind(email)
+                .fetch_all(&self.reader)
+                .await?;
+                Ok(rows.iter().map(session_from).collect::<Result<_, _>>()?)
+            }
+
+            async fn session_by_public_id(&self, conversation_id: &str) -> StoreResult<Option<SessionRow>> {
+                let row = sqlx::query(concat!("SELECT ", session_columns!(), " FROM sessions WHERE conversation_id = $1"))
+                    .bind(conversation_id)
+                    .fetch_optional(&self.reader)
+                    .await?;
+                Ok(row.as_ref().map(session_from).transpose()?)
+            }
+
+            async fn outbox_of_session(&self, session_id: i64) -> StoreResult<Vec<OutboxItem>> {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    outbox_columns!(),
+                    " FROM operator_outbox WHERE session_id = $1 ORDER BY id"
+                ))
+                .bind(session_id)
+                .fetch_all(&self.reader)
+                .await?;
+                Ok(rows.iter().map(outbox_from).collect::<Result<_, _>>()?)
             }
 
             async fn session_by_conversation(

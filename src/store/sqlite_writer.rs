@@ -54,6 +54,8 @@ impl Writer {
         conn.busy_timeout(Duration::ZERO)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // As on the other connections: freed space is zeroed (erasure requests).
+        conn.pragma_update(None, "secure_delete", true)?;
         // Checkpoints run in the background (`spawn_checkpointer`), never inside a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Writer { conn: tokio::sync::Mutex::new(conn), queue: Mutex::new(Vec::new()) })

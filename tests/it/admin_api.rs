@@ -360,6 +360,8 @@ async fn the_openapi_document_describes_every_admin_route() {
         "/api/admin/session",
         "/api/admin/clients",
         "/api/admin/clients/{uid}",
+        "/api/admin/visitors/export",
+        "/api/admin/visitors/delete",
     ] {
         assert!(paths.iter().any(|k| k.as_str() == p), "{p} documented");
     }

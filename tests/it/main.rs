@@ -33,5 +33,6 @@ mod store;
 mod tasks;
 mod training;
 mod trello_client;
+mod visitor;
 mod webhook;
 mod widget_frames;

@@ -212,6 +212,7 @@ async fn conformance(store: Arc<dyn Store>) {
     vector_conformance(store.as_ref(), c.id).await;
     admin_conformance(store.as_ref(), c.id).await;
     conversation_conformance(store.as_ref()).await;
+    privacy_conformance(store.as_ref()).await;
     lease_conformance(store.as_ref()).await;
     store.ping().await.unwrap();
 }
@@ -270,17 +271,97 @@ async fn conversation_conformance(store: &dyn Store) {
     assert!(store.tasks_of_session(a.id).await.unwrap().is_empty());
 
     // Retention: sessions idle since before the cut go with their messages, newer ones stay.
-    assert_eq!(store.sessions_expire(c.id, 100, 10).await.unwrap(), 1, "the silent one, started at 30");
+    let idle = |before: i64, limit: u32| async move {
+        let rows = store.sessions_idle(c.id, before, limit).await.unwrap();
+        rows.into_iter().map(|s| s.conversation_id).collect::<Vec<_>>()
+    };
+    let erase = |conversation: &'static str| async move {
+        let s = store.session_by_conversation(c.id, conversation).await.unwrap().unwrap();
+        store.sessions_erase(&[s.id]).await.unwrap()
+    };
+    assert_eq!(idle(100, 10).await, ["c_sss"], "the silent one, started at 30");
+    erase("c_sss").await;
     assert_eq!(store.session_by_conversation(c.id, "c_sss").await.unwrap(), None);
     assert_eq!(store.conversations(c.id, "", 0, 10).await.unwrap().len(), 2, "a spoke at 100 and 110, b at 200");
-    assert_eq!(store.sessions_expire(c.id, 120, 10).await.unwrap(), 1, "a: silent since 110");
+    assert_eq!(idle(120, 10).await, ["c_aaa"], "a: silent since 110");
+    let deleted = erase("c_aaa").await;
+    assert!(deleted.contains(&("messages", 2)) && deleted.contains(&("sessions", 1)), "{deleted:?}");
     assert_eq!(store.session_by_conversation(c.id, "c_aaa").await.unwrap(), None);
     assert!(store.messages_page(a.id, None, 10).await.unwrap().0.is_empty(), "its messages went too");
     assert!(store.session_by_conversation(c.id, "c_bbb").await.unwrap().is_some());
     store.session_create(c.id, "h-d", "c_ddd", 40).await.unwrap();
-    assert_eq!(store.sessions_expire(c.id, 1_000, 1).await.unwrap(), 1, "the limit holds");
-    assert_eq!(store.sessions_expire(c.id, 1_000, 10).await.unwrap(), 1);
-    assert!(store.conversations(c.id, "", 0, 10).await.unwrap().is_empty());
+    assert_eq!(idle(1_000, 1).await, ["c_bbb"], "the limit holds, oldest first");
+    assert_eq!(idle(1_000, 10).await, ["c_bbb", "c_ddd"]);
+    assert!(store.sessions_erase(&[]).await.unwrap().iter().all(|(_, n)| *n == 0), "nothing to erase");
+}
+
+/// Access and erasure requests: sessions by email (trimmed, any case, per client or all) and
+/// by public id across clients, a session's outbox, and an erasure that takes every visitor
+/// table's rows of the erased sessions and nothing of the others.
+async fn privacy_conformance(store: &dyn Store) {
+    let shop = store.client_create("privacy-a", 1).await.unwrap();
+    let other = store.client_create("privacy-b", 1).await.unwrap();
+    let a1 = store.session_create(shop.id, "p-h1", "c_p1", 10).await.unwrap();
+    let a2 = store.session_create(shop.id, "p-h2", "c_p2", 20).await.unwrap();
+    let b1 = store.session_create(other.id, "p-h3", "c_p3", 30).await.unwrap();
+    let keep = store.session_create(shop.id, "p-h4", "c_p4", 40).await.unwrap();
+    store.session_identify(a1.id, Some("Dana"), Some(" Dana@Example.org ")).await.unwrap();
+    store.session_identify(a2.id, None, Some("dana@example.org")).await.unwrap();
+    store.session_identify(b1.id, None, Some("DANA@EXAMPLE.ORG")).await.unwrap();
+    store.session_identify(keep.id, None, Some("dan@example.org")).await.unwrap();
+    let ids = |rows: Vec<aia_chat::store::SessionRow>| rows.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.sessions_by_email(None, "dana@example.org").await.unwrap()), [a1.id, a2.id, b1.id]);
+    assert_eq!(ids(store.sessions_by_email(Some(shop.id), " DANA@example.org").await.unwrap()), [a1.id, a2.id]);
+    assert!(store.sessions_by_email(None, "nobody@example.org").await.unwrap().is_empty());
+    assert_eq!(store.session_by_public_id("c_p3").await.unwrap().map(|s| s.id), Some(b1.id), "any client");
+    assert_eq!(store.session_by_public_id("c_none").await.unwrap(), None);
+
+    for (i, s) in [a1.id, a2.id, keep.id].into_iter().enumerate() {
+        store.message_insert(&visitor(s, &format!("p{i}"), "a private question")).await.unwrap();
+        store.outbox_push(shop.id, s, "message", r#"{"text":"a private question"}"#, 50).await.unwrap();
+        let link = OperatorLink {
+            session_id: s,
+            client_id: shop.id,
+            source_id: format!("aia-p-{s}"),
+            contact_id: Some(7),
+            conversation_id: Some(100 + s),
+            state: HandoffState::Human,
+            handoffs: 1,
+            updated_at: 50,
+        };
+        store.operator_link_save(&link).await.unwrap();
+        let task = NewTaskRecord {
+            client_id: shop.id,
+            session_id: s,
+            marker: format!("aia-task:p:{s}"),
+            category: None,
+            title: "Callback".into(),
+            summary: "call me".into(),
+            contact: Some("+49 171".into()),
+            page: None,
+            state: TaskState::Queued,
+            now: 50,
+        };
+        store.task_insert(&task).await.unwrap();
+    }
+    let outbox = store.outbox_of_session(a1.id).await.unwrap();
+    assert_eq!((outbox.len(), outbox[0].kind.as_str()), (1, "message"));
+    let deleted = store.sessions_erase(&[a1.id, a2.id]).await.unwrap();
+    let tables: Vec<&str> = aia_chat::store::privacy::visitor_tables().map(|(t, _)| t).collect();
+    assert_eq!(deleted.iter().map(|(t, _)| *t).collect::<Vec<_>>(), tables, "every visitor table, in order");
+    assert!(deleted.iter().all(|(_, n)| *n == 2), "two rows of each: {deleted:?}");
+    for s in [a1.id, a2.id] {
+        assert_eq!(store.session_by_id(s).await.unwrap(), None);
+        assert!(store.messages_page(s, None, 10).await.unwrap().0.is_empty());
+        assert!(store.outbox_of_session(s).await.unwrap().is_empty());
+        assert!(store.tasks_of_session(s).await.unwrap().is_empty());
+        assert_eq!(store.operator_link(s).await.unwrap(), None);
+    }
+    assert_eq!(store.messages_page(keep.id, None, 10).await.unwrap().0.len(), 1, "another visitor keeps theirs");
+    assert_eq!(store.outbox_of_session(keep.id).await.unwrap().len(), 1);
+    assert_eq!(store.tasks_of_session(keep.id).await.unwrap().len(), 1);
+    assert!(store.operator_link(keep.id).await.unwrap().is_some());
+    assert!(store.session_by_id(b1.id).await.unwrap().is_some(), "another client's visitor stays");
 }
 
 /// Admin accounts: unique names, grants, sessions that expire and end with a new password,
@@ -499,7 +580,7 @@ async fn conformance_sqlite() {
     conformance(aia_chat::store::open(None, dir.path()).await.unwrap()).await;
     // Reopening migrates nothing twice and keeps the data.
     let store = aia_chat::store::open(None, dir.path()).await.unwrap();
-    assert_eq!(store.client_list().await.unwrap().len(), 3);
+    assert_eq!(store.client_list().await.unwrap().len(), 5);
 }
 
 /// Creates a fresh database on the server of `TEST_DATABASE_URL` and returns its URL.

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod openapi;
 pub mod operations;
 pub mod pages;
+pub mod visitors;
 
 use std::net::SocketAddr;
 

@@ -24,6 +24,27 @@ fn json_response(description: &str, schema: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
 }
 
+/// An access or erasure request's operation: the visitor in the body (never in the URL, so
+/// no address reaches access logs).
+fn visitor_operation(id: &str, summary: &str, ok: Value) -> Value {
+    json!({
+        "operationId": id, "summary": summary, "security": [{"session": [], "csrf": []}],
+        "description": "visitor is a conversation id (c_…) or an email given through identify (compared trimmed and \
+            case-insensitively; every conversation with it). With client, that client's conversations only (an account \
+            may name the clients it manages); without, every client's (server admins only).",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VisitorRequest"}}}},
+        "responses": {
+            "200": ok,
+            "400": error_response("The body is not JSON."),
+            "401": error_response("Not signed in."),
+            "403": error_response("No client named by a client admin, no or a wrong CSRF token, or a cross-site request."),
+            "404": error_response("No such client (or not one this account manages), or no conversation has this id or was identified with this email."),
+            "415": error_response("The body is not JSON."),
+            "422": error_response("The body misses visitor, or it is empty or longer than 320 characters.")
+        }
+    })
+}
+
 /// The document.
 pub fn spec() -> Value {
     let uid_param = json!({
@@ -176,6 +197,14 @@ pub fn spec() -> Value {
                         "404": error_response("No such client or conversation, or not one this account manages.")
                     }
                 }
+            },
+            "/api/admin/visitors/export": {
+                "post": visitor_operation("exportVisitor", "A visitor's conversations, as JSON (an access request)",
+                    json_response("Everything kept about the visitor's conversations, grouped by client, and what exists at Chatwoot and Trello.", "VisitorExport"))
+            },
+            "/api/admin/visitors/delete": {
+                "post": visitor_operation("deleteVisitor", "Delete a visitor's conversations (an erasure request)",
+                    json_response("Deleted from every table; live sockets end. The Chatwoot conversations and Trello cards listed are not deleted there.", "VisitorErasure"))
             },
             "/api/admin/clients/{uid}/training": {
                 "parameters": [uid_param],
@@ -384,7 +413,7 @@ fn schemas() -> Value {
         ));
         change_props.insert(d.key.to_string(), json!({"anyOf": [schema, {"type": "null"}]}));
     }
-    json!({
+    let mut all = json!({
         "Error": error,
         "Login": {"type": "object", "required": ["username", "password"], "properties": {
             "username": {"type": "string"}, "password": {"type": "string"}
@@ -503,5 +532,109 @@ fn schemas() -> Value {
             "details": {"type": "object", "description": "What was found: the board's lists and labels, products, the model's reply, the vectors' size."},
             "elapsed_ms": {"type": "integer", "minimum": 0}
         }}
-    })
+    });
+    all.as_object_mut().expect("an object").extend(visitor_schemas());
+    all
+}
+
+/// The schemas of access and erasure requests.
+fn visitor_schemas() -> Map<String, Value> {
+    let schemas = json!({
+        "VisitorRequest": {"type": "object", "required": ["visitor"], "properties": {
+            "visitor": {"type": "string", "minLength": 1, "maxLength": 320, "description": "A conversation id (c_…) or an email address."},
+            "client": {"type": ["string", "null"], "description": "Only this client's conversations (its uid)."}
+        }},
+        "VisitorExport": visitor_export(),
+        "VisitorErasure": {"type": "object", "required": ["conversations", "deleted", "upstream"], "properties": {
+            "conversations": {"type": "array", "items": {"type": "object", "required": ["client", "conversationId"], "properties": {
+                "client": {"type": "string"}, "conversationId": {"type": "string"}
+            }}},
+            "deleted": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "Rows deleted per table (every table holding visitor data)."},
+            "upstream": {"$ref": "#/components/schemas/Upstream"}
+        }},
+        "Upstream": {"type": "object", "required": ["chatwootConversations", "trelloCards"],
+            "description": "What exists at the operator's services for the visitor: aia-chat does not delete there.",
+            "properties": {
+            "chatwootConversations": {"type": "array", "items": {"type": "object",
+                "required": ["client", "conversationId", "chatwootConversationId", "chatwootContactId", "url"], "properties": {
+                "client": {"type": "string"}, "conversationId": {"type": "string"},
+                "chatwootConversationId": {"type": "integer"}, "chatwootContactId": {"type": ["integer", "null"]},
+                "url": {"type": ["string", "null"], "description": "The conversation in Chatwoot (when operator_account_id is set)."}
+            }}},
+            "trelloCards": {"type": "array", "items": {"type": "object",
+                "required": ["client", "conversationId", "title", "reference", "url"], "properties": {
+                "client": {"type": "string"}, "conversationId": {"type": "string"}, "title": {"type": "string"},
+                "reference": {"type": ["string", "null"]}, "url": {"type": "string"}
+            }}}
+        }},
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => unreachable!("an object"),
+    }
+}
+
+/// The schema of an access request's answer (`privacy::Export`).
+fn visitor_export() -> Value {
+    let text_or_null = json!({"type": ["string", "null"]});
+    let message = json!({"type": "object",
+        "required": ["seq", "role", "text", "at", "clientId", "replyTo", "source", "entryId", "feedback", "author", "attachments", "products"],
+        "properties": {
+            "seq": {"type": "integer"}, "role": {"type": "string", "enum": ["visitor", "assistant", "operator", "system"]},
+            "text": {"type": "string"}, "at": {"type": "string"}, "clientId": text_or_null,
+            "replyTo": {"type": ["integer", "null"]}, "source": text_or_null, "entryId": text_or_null,
+            "feedback": {"type": ["string", "null"], "enum": ["up", "down", null]},
+            "author": {"type": ["object", "null"], "required": ["name", "avatarUrl"], "properties": {
+                "name": {"type": "string"}, "avatarUrl": text_or_null
+            }},
+            "attachments": {"type": "array", "items": {"type": "object", "required": ["name", "url"], "properties": {
+                "name": {"type": "string"}, "url": {"type": "string"}
+            }}},
+            "products": {"type": "array", "items": {"type": "object", "required": ["name", "url"], "properties": {
+                "name": {"type": "string"}, "url": {"type": "string"}, "price": {"type": "string"}, "currency": {"type": "string"},
+                "image_url": {"type": "string"}, "in_stock": {"type": "boolean"}
+            }}}
+        }
+    });
+    let task = json!({"type": "object",
+        "required": ["title", "summary", "category", "contact", "page", "state", "reference", "url", "createdAt", "updatedAt", "lastError"],
+        "properties": {
+            "title": {"type": "string"}, "summary": {"type": "string"}, "category": text_or_null,
+            "contact": text_or_null, "page": text_or_null,
+            "state": {"type": "string", "enum": ["proposed", "queued", "created", "declined", "failed"]},
+            "reference": text_or_null, "url": text_or_null, "createdAt": {"type": "string"}, "updatedAt": {"type": "string"},
+            "lastError": text_or_null
+        }
+    });
+    let conversation = json!({"type": "object",
+        "required": ["conversationId", "startedAt", "visitor", "messages", "tasks", "operator", "pendingDeliveries", "tokens"],
+        "properties": {
+            "conversationId": {"type": "string"}, "startedAt": {"type": "string"},
+            "visitor": {"type": "object", "required": ["name", "email", "verified"], "properties": {
+                "name": text_or_null, "email": text_or_null, "verified": {"type": "boolean"}
+            }},
+            "messages": {"type": "array", "items": message},
+            "tasks": {"type": "array", "items": task},
+            "operator": {"type": ["object", "null"],
+                "required": ["state", "handoffs", "chatwootContactId", "chatwootConversationId", "updatedAt"], "properties": {
+                "state": {"type": "string", "enum": ["bot", "waiting", "human"]}, "handoffs": {"type": "integer"},
+                "chatwootContactId": {"type": ["integer", "null"]}, "chatwootConversationId": {"type": ["integer", "null"]},
+                "updatedAt": {"type": "string"}
+            }},
+            "pendingDeliveries": {"type": "array", "items": {"type": "object",
+                "required": ["kind", "payload", "createdAt", "attempts", "lastError", "deadAt"], "properties": {
+                "kind": {"type": "string"}, "payload": {"description": "The delivery as queued (JSON)."},
+                "createdAt": {"type": "string"}, "attempts": {"type": "integer"}, "lastError": text_or_null, "deadAt": text_or_null
+            }}},
+            "tokens": {"type": "integer", "description": "Model tokens the conversation's answers cost."}
+        }
+    });
+    json!({"type": "object", "required": ["exportedAt", "clients", "upstream"], "properties": {
+        "exportedAt": {"type": "string"},
+        "clients": {"type": "array", "items": {"type": "object", "required": ["client", "conversations"], "properties": {
+            "client": {"type": "string"}, "conversations": {"type": "array", "items": conversation}
+        }}},
+        "upstream": {"$ref": "#/components/schemas/Upstream"}
+    }})
 }
