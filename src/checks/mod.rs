@@ -2,9 +2,11 @@
 //! settings, through the same HTTP clients the server uses, and says what works, or what
 //! failed, where, and what to change — never more than a short excerpt of an upstream's answer
 //! (our error types already cut it) and never a secret. One implementation for the admin
-//! panel's test buttons (`http::admin::checks`) and `aia-chat doctor` (`cli::doctor`).
+//! panel's test buttons (`http::admin::checks`) and `aia-chat doctor` (`cli::doctor`); the
+//! doctor adds the [`database`] check, which the panel needs no button for.
 
 mod catalog;
+pub mod database;
 mod embeddings;
 mod graphql;
 mod model;
