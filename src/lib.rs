@@ -4,6 +4,7 @@
 //! - [`admin`]: admin accounts of the panel: passwords, sign-in throttling, roles.
 //! - [`config`]: server settings from flags, `AIA_…` environment and a TOML file.
 //! - [`clients`]: a client's settings table, validation, origins, secrets at rest.
+//! - [`checks`]: tries a client's integrations and says what is wrong and what to change.
 //! - [`store`]: persistence behind one trait (SQLite or PostgreSQL).
 //! - [`knowledge`]: FAQ entries, training from GraphQL, and their full-text index.
 //! - [`catalog`]: product search in the shop's GraphQL catalog, as product cards.
@@ -29,6 +30,7 @@ pub mod admin;
 pub mod app;
 pub mod assistant;
 pub mod catalog;
+pub mod checks;
 pub mod cli;
 pub mod clients;
 pub mod cluster;

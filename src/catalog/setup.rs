@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use super::search::{Catalog, CatalogConfig, Product, ProductMapping};
+use crate::clients::ClientSettings;
 use crate::clients::secrets::SecretBox;
 use crate::registry::ClientRuntime;
 use crate::store::ProductCard;
@@ -27,7 +28,7 @@ impl Catalogs {
         let version = client.row.settings_version;
         let entry = built.entry(client.row.id).or_insert_with(|| (version - 1, Ok(None)));
         if entry.0 != version {
-            let made = build(client, keys, http);
+            let made = build(&client.row.uid, &client.settings, keys, http);
             if let Err(why) = &made {
                 tracing::warn!(client = %client.row.uid, error = %why, "the product catalog is misconfigured");
             }
@@ -37,9 +38,14 @@ impl Catalogs {
     }
 }
 
-fn build(client: &ClientRuntime, keys: &SecretBox, http: &reqwest::Client) -> Result<Option<Catalog>, String> {
-    let s = &client.settings;
-    let uid = &client.row.uid;
+/// The catalog `settings` describe: `Ok(None)` when none is configured (no
+/// `product_graphql_url` and no `graphql_url`), `Err` saying which setting cannot be used.
+pub fn build(
+    uid: &str,
+    s: &ClientSettings,
+    keys: &SecretBox,
+    http: &reqwest::Client,
+) -> Result<Option<Catalog>, String> {
     let (url, headers_key) = match s.get("product_graphql_url") {
         "" => (s.get("graphql_url"), "graphql_headers"),
         own => (own, "product_headers"),

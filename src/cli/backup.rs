@@ -101,14 +101,7 @@ pub fn restore(args: BackupArgs) -> anyhow::Result<()> {
         backup.fingerprint.as_deref().context("the backup has no key fingerprint: not an aia-chat backup")?;
     let key = match &settings.secret_key {
         Some(text) => Some(SecretBox::from_text(text)?),
-        None => {
-            let path = settings.data_dir.join("secret.key");
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Some(SecretBox::from_text(&text)?),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-            }
-        }
+        None => SecretBox::load(&settings.data_dir)?,
     };
     match key {
         None => bail!(

@@ -1,10 +1,12 @@
-//! The `aia-chat` command line: `serve`, `client …`, `admin …`, `visitor …` and `ask`. Every flag can also come from
-//! an `AIA_…` environment variable and the TOML file given with `--config`.
+//! The `aia-chat` command line: `serve`, `client …`, `admin …`, `visitor …`, `ask`, `doctor` and more.
+//! Every flag can also come from an `AIA_…` environment variable and the TOML file given with
+//! `--config`.
 
 mod admin;
 mod ask;
 mod backup;
 mod client;
+mod doctor;
 mod eval;
 mod healthcheck;
 mod knowledge;
@@ -71,6 +73,10 @@ enum Command {
     /// Ask a running server whether it is ready (`/readyz`): exit 0 when it is, 1 with the
     /// reason when not. For container health checks (the image has no curl).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Check every configured integration of a client (database and key, model, GraphQL
+    /// source, catalog, embeddings, Chatwoot, Trello): ok, or what is wrong and what to change.
+    /// Exit 0 when nothing failed, 1 when something did, 2 for an unknown client.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn init_logging(format: crate::config::LogFormat) {
@@ -104,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Train(args) => train::run(args).await.map(|_| ExitCode::SUCCESS),
             Command::Eval(args) => eval::run(args).await.map(|_| ExitCode::SUCCESS),
             Command::Healthcheck(args) => Ok(healthcheck::run(args).await),
+            Command::Doctor(args) => Ok(doctor::run(args).await),
             Command::Backup(args) => backup::backup(args).map(|_| ExitCode::SUCCESS),
             Command::Restore(args) => backup::restore(args).map(|_| ExitCode::SUCCESS),
         }

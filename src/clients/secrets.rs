@@ -85,6 +85,17 @@ impl SecretBox {
         }
     }
 
+    /// Loads `dir/secret.key` if it exists (`None` when it does not); never creates it, for
+    /// commands that must not invent a key (`restore`, `doctor`).
+    pub fn load(dir: &Path) -> Result<Option<SecretBox>, SecretError> {
+        let path = dir.join("secret.key");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_text(&text).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SecretError::Io { path: path.display().to_string(), source }),
+        }
+    }
+
     /// A short public fingerprint of the key, stored in the database.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint

@@ -147,6 +147,9 @@ pub struct InboxInfo {
     /// The Client API's inbox identifier.
     #[serde(default)]
     pub inbox_identifier: Option<String>,
+    /// Where an API channel posts its webhooks (should be our `/api/webhook[/{uid}]`).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 impl fmt::Debug for InboxInfo {
@@ -156,6 +159,7 @@ impl fmt::Debug for InboxInfo {
             .field("channel_type", &self.channel_type)
             .field("secret", &self.secret.as_ref().map(|_| REDACTED))
             .field("inbox_identifier", &self.inbox_identifier)
+            .field("webhook_url", &self.webhook_url)
             .finish()
     }
 }
@@ -1053,6 +1057,7 @@ mod tests {
             channel_type: API_CHANNEL.into(),
             secret: Some("whsec-SECRET".into()),
             inbox_identifier: None,
+            webhook_url: None,
         };
         assert!(!format!("{inbox:?}").contains("SECRET"));
         // An error body that echoes a token loses it.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use sql::{PostgresStore, SqliteStore};
+pub use sql::{PostgresStore, SqliteStore, known_schema_version};
 
 /// Failures of the storage layer; callers map them, the HTTP layer never shows their text.
 #[derive(Debug, thiserror::Error)]
@@ -607,6 +607,10 @@ pub enum Inserted {
 pub trait Store: Send + Sync + 'static {
     /// Returns the stored value for `key`, storing `value` first if there was none.
     async fn meta_init(&self, key: &str, value: &str) -> StoreResult<String>;
+    /// The stored value for `key`, if any; never writes (the doctor only looks).
+    async fn meta_get(&self, key: &str) -> StoreResult<Option<String>>;
+    /// The newest migration applied to the database (one a newer aia-chat applied counts).
+    async fn schema_version(&self) -> StoreResult<i64>;
     /// Creates a client; `Conflict` if the uid exists.
     async fn client_create(&self, uid: &str, now: i64) -> StoreResult<ClientRow>;
     /// Finds a client by uid.

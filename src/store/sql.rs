@@ -89,6 +89,11 @@ fn migrator(files: &[(i64, &'static str, &'static str)]) -> Migrator {
     migrator
 }
 
+/// The newest migration this version knows (both dialects have the same steps).
+pub fn known_schema_version() -> i64 {
+    migrations!("sqlite").len() as i64
+}
+
 /// Warns when the database was migrated by a newer version than this one (`newest` is the
 /// highest migration applied to it, `known` this version's).
 fn warn_if_newer(newest: Option<i64>, known: i64) {
@@ -587,6 +592,17 @@ macro_rules! sql_store {
                     .await?;
                 let row = sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key).fetch_one(&self.pool).await?;
                 Ok(row.try_get(0)?)
+            }
+
+            async fn meta_get(&self, key: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(&self.reader).await?;
+                Ok(row.map(|r| r.try_get(0)).transpose()?)
+            }
+
+            async fn schema_version(&self) -> StoreResult<i64> {
+                let newest: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&self.reader).await?;
+                Ok(newest.unwrap_or(0))
             }
 
             async fn client_create(&self, uid: &str, now: i64) -> StoreResult<ClientRow> {

@@ -42,6 +42,8 @@ pub const ADMIN_TOKEN: &str = "fake-admin-token-Zq8vT4nB";
 pub const BOT_TOKEN: &str = "fake-bot-token-Hk3pW7mR";
 /// The API inbox's webhook secret.
 pub const INBOX_SECRET: &str = "fake-inbox-secret-9xW2cL5d";
+/// Where the fake's inboxes post their webhooks unless a test says otherwise.
+pub const WEBHOOK_URL: &str = "https://assistant.example/api/webhook";
 /// The agent bot's id.
 pub const BOT_ID: i64 = 42;
 /// The administrator's user id.
@@ -67,6 +69,8 @@ pub struct FakeInbox {
     pub inbox_identifier: String,
     /// With an active agent bot, new and reopened conversations are `pending`.
     pub bot_connected: bool,
+    /// Where the API channel posts its webhooks (`None`: not set).
+    pub webhook_url: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -264,6 +268,7 @@ impl FakeChatwoot {
                 secret: Some(INBOX_SECRET.into()),
                 inbox_identifier: "pR4nWqY1tZ8sXv2KcM6bLd9e".into(),
                 bot_connected: true,
+                webhook_url: Some(WEBHOOK_URL.into()),
             }],
             contacts: Vec::new(),
             contact_inboxes: Vec::new(),
@@ -389,7 +394,15 @@ impl FakeChatwoot {
             secret: secret.map(str::to_string),
             inbox_identifier: format!("inbox-identifier-{id}"),
             bot_connected: false,
+            webhook_url: Some(WEBHOOK_URL.into()),
         });
+    }
+
+    /// Sets where an inbox posts its webhooks (`None`: nowhere).
+    pub fn set_inbox_webhook_url(&self, id: i64, url: Option<&str>) {
+        if let Some(i) = self.world().inboxes.iter_mut().find(|i| i.id == id) {
+            i.webhook_url = url.map(str::to_string);
+        }
     }
 
     /// Sets an inbox's webhook secret (`None`: unsigned webhooks, as before 4.13).
@@ -1443,7 +1456,7 @@ fn inbox_json(inbox: &FakeInbox, full: bool) -> Value {
             "auto_assignment_config": {}, "out_of_office_message": null, "working_hours": [],
             "timezone": "UTC", "callback_webhook_url": null, "allow_messages_after_resolved": true,
             "lock_to_single_conversation": false, "sender_name_type": "friendly", "business_name": null,
-            "webhook_url": "https://assistant.example/api/webhook", "inbox_identifier": inbox.inbox_identifier,
+            "webhook_url": inbox.webhook_url, "inbox_identifier": inbox.inbox_identifier,
             "hmac_mandatory": false, "hmac_token": "hM4cT0k3nXy9"
         });
         for (k, val) in extra.as_object().unwrap() {
