@@ -141,4 +141,67 @@ mod tests {
         assert!(OriginRules::parse("shop.com/path").is_err());
         assert!(OriginRules::parse("*shop.com").is_err());
     }
+
+    /// The hosts an attacker would try against `shop.com`, each with the host a browser would
+    /// really be on (the oracle: built, not parsed), or `None` when no browser origin has it.
+    fn host_case() -> impl proptest::strategy::Strategy<Value = (String, Option<String>)> {
+        use proptest::prelude::*;
+        let label = "[a-z][a-z0-9-]{0,8}[a-z0-9]";
+        prop_oneof![
+            Just(("shop.com".to_string(), Some("shop.com".to_string()))),
+            Just(("shop.com.".to_string(), Some("shop.com".to_string()))),
+            Just(("SHOP.Com".to_string(), Some("shop.com".to_string()))),
+            prop::collection::vec(label, 1..4).prop_map(|labels| {
+                let host = format!("{}.shop.com", labels.join("."));
+                (host.clone(), Some(host))
+            }),
+            label.prop_map(|l| (format!("{l}shop.com"), Some(format!("{l}shop.com")))),
+            label.prop_map(|l| (format!("shop.com.{l}.net"), Some(format!("shop.com.{l}.net")))),
+            label.prop_map(|l| (format!("shop.com-{l}.net"), Some(format!("shop.com-{l}.net")))),
+            Just(("shop.co".to_string(), Some("shop.co".to_string()))),
+            Just(("shop.comm".to_string(), Some("shop.comm".to_string()))),
+            // IDN look-alikes: a Cyrillic "о", a Greek omicron.
+            Just(("sh\u{43e}p.com".to_string(), Some("xn--shp-ved.com".to_string()))),
+            Just(("sh\u{3bf}p.com".to_string(), Some("xn--shp-jmc.com".to_string()))),
+            // Percent-encoding is decoded in hosts (WHATWG): these are the hosts they spell.
+            Just(("shop%2Ecom".to_string(), Some("shop.com".to_string()))),
+            Just(("shop.com%2Eevil.net".to_string(), Some("shop.com.evil.net".to_string()))),
+            Just(("127.0.0.1".to_string(), Some("127.0.0.1".to_string()))),
+            Just(("[::1]".to_string(), Some("[::1]".to_string()))),
+            Just(("[::ffff:7f00:1]".to_string(), Some("[::ffff:127.0.0.1]".to_string()))),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Whatever surrounds the host (scheme, userinfo naming the shop, port, case), only the
+        /// host the browser is really on decides, exactly as the pattern says.
+        #[test]
+        fn origins_match_only_the_host_the_browser_is_on(
+            scheme in proptest::sample::select(vec!["http", "https", "HTTPS"]),
+            userinfo in proptest::option::of(proptest::sample::select(vec!["shop.com", "user:pw", "shop.com:443"])),
+            (host, real) in host_case(),
+            port in proptest::option::of(1u16..),
+        ) {
+            let mut origin = format!("{scheme}://");
+            if let Some(u) = userinfo {
+                origin.push_str(u);
+                origin.push('@');
+            }
+            let real = real.map(|h| h.to_lowercase());
+            origin.push_str(&host);
+            if let Some(port) = port {
+                origin.push_str(&format!(":{port}"));
+            }
+            let exact = OriginRules::parse("shop.com").unwrap();
+            let subdomains = OriginRules::parse("*.shop.com").unwrap();
+            let real = real.as_deref();
+            let want_exact = real == Some("shop.com");
+            let want_sub = real.is_some_and(|h| h.len() > ".shop.com".len() && h.ends_with(".shop.com"));
+            // Userinfo never makes an origin the shop's; the host behind it decides.
+            proptest::prop_assert_eq!(exact.allows(&origin), want_exact, "{} with shop.com", origin);
+            proptest::prop_assert_eq!(subdomains.allows(&origin), want_sub, "{} with *.shop.com", origin);
+        }
+    }
 }

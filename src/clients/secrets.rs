@@ -189,4 +189,33 @@ mod tests {
         }
         assert!(b.check("0000").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text comes back from its box; a changed byte, another client, another setting
+        /// or another key is refused, never decrypted into something else.
+        #[test]
+        fn sealed_secrets_round_trip_and_refuse_tampering_and_swaps(
+            plain in "\\PC{0,200}",
+            uid in "[a-z0-9-]{1,20}",
+            key in proptest::sample::select(vec!["model_token", "operator_token", "trello_key", "trello_token"]),
+            other in proptest::sample::select(vec!["embedding_token", "operator_bot_token"]),
+            flip in 0usize..1000,
+            bit in 0u8..8,
+        ) {
+            let b = SecretBox::new([42; 32]);
+            let sealed = b.seal(&uid, key, &plain);
+            proptest::prop_assert_eq!(b.open(&uid, key, &sealed).unwrap(), plain.clone());
+            let someone_else = format!("{uid}x");
+            proptest::prop_assert!(b.open(&someone_else, key, &sealed).is_err());
+            proptest::prop_assert!(b.open(&uid, other, &sealed).is_err());
+            proptest::prop_assert!(SecretBox::new([43; 32]).open(&uid, key, &sealed).is_err());
+            let mut raw = B64.decode(sealed.strip_prefix(PREFIX).unwrap()).unwrap();
+            let at = flip % raw.len();
+            raw[at] ^= 1 << bit;
+            let tampered = format!("{PREFIX}{}", B64.encode(&raw));
+            proptest::prop_assert!(b.open(&uid, key, &tampered).is_err(), "byte {} bit {}", at, bit);
+        }
+    }
 }
