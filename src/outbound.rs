@@ -172,6 +172,9 @@ fn builder(policy: UpstreamPolicy) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver { policy }))
+        // HTTP(S)_PROXY / ALL_PROXY would move the name lookup to the proxy, out of the
+        // address policy's reach (metadata and private addresses): never honoured.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::custom(same_origin_redirects))
         .user_agent(concat!("aia-chat/", env!("CARGO_PKG_VERSION")))
 }
