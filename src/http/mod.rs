@@ -32,7 +32,12 @@ pub fn router(state: AppState) -> Router {
         .route("/js/{file}", get(pages::script))
         .route("/api/data/ai_chat_bot", get(public::config).options(public::preflight))
         .route("/ws", get(socket::upgrade))
-        .route("/api/webhook", post(webhook::any_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
+        .route(
+            "/api/webhook",
+            post(webhook::any_client)
+                .layer(DefaultBodyLimit::max(webhook::MAX_BODY))
+                .layer(axum::middleware::from_fn_with_state(state.clone(), webhook::gate)),
+        )
         .route("/admin", get(admin::pages::root))
         .route("/admin/login", get(admin::pages::login_page).post(admin::pages::login_form))
         .route("/admin/logout", post(admin::pages::logout_form))
@@ -75,7 +80,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/clients/{uid}/checks/{integration}", post(admin::checks::run))
         .route("/api/tasks/lists", get(tasks::lists))
         .route("/api/metrics/catalog", get(catalog_metrics))
-        .route("/api/webhook/{uid}", post(webhook::one_client).layer(DefaultBodyLimit::max(webhook::MAX_BODY)))
+        .route(
+            "/api/webhook/{uid}",
+            post(webhook::one_client)
+                .layer(DefaultBodyLimit::max(webhook::MAX_BODY))
+                .layer(axum::middleware::from_fn_with_state(state.clone(), webhook::gate)),
+        )
         .layer(axum::middleware::from_fn(request_span))
         .with_state(state)
 }

@@ -131,6 +131,11 @@ async fn metrics_move_with_the_traffic_and_stay_off_the_public_port() {
     let hook = http().post(format!("{base}/api/webhook/no-such-client")).body("{}").send().await.unwrap();
     assert_eq!(hook.status(), 404);
     expect(&url, r#"aia_webhook_deliveries_total{outcome="unknown_client"}"#, 1.0).await;
+    // Cut before it is read, by its declared length, and counted.
+    let big = http().post(format!("{base}/api/webhook")).body(vec![b' '; 300 * 1024]).send().await.unwrap();
+    assert_eq!(big.status(), 413);
+    assert_eq!(big.json::<serde_json::Value>().await.unwrap()["error"]["code"], "too_large");
+    expect(&url, r#"aia_webhook_deliveries_total{outcome="too_large"}"#, 1.0).await;
 
     // Sockets that close leave the gauge.
     drop((a, c, d));

@@ -244,3 +244,19 @@ async fn out_of_order_deliveries_and_another_clients_secret() {
     let (_, answer) = ws.ask("o7", "How long does shipping take?").await;
     assert_eq!(answer["role"], "assistant");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_flood_from_one_address_is_throttled_before_its_bodies_are_read() {
+    let app = TestApp::spawn().await;
+    // 100 a second with a burst of 300: 700 at once cannot all pass.
+    let url = format!("{}/api/webhook/demo", app.base);
+    let sends = (0..700).map(|_| crate::support::http().post(&url).body(r#"{"event":"message_created"}"#).send());
+    let responses = futures_util::future::join_all(sends).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.as_ref().unwrap().status().as_u16()).collect();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(limited >= 100, "{limited} of 700 refused");
+    assert!(statuses.iter().all(|s| *s == 429 || *s == 401), "refused as unsigned otherwise: {statuses:?}");
+    let refused = responses.into_iter().map(Result::unwrap).find(|r| r.status() == 429).unwrap();
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+}
