@@ -100,13 +100,15 @@ impl ClientSettings {
                 (true, Some(plain)) => Some(keys.seal(uid, def.key, &plain)),
                 (_, value) => value,
             };
-            // Secrets stay with the party they were given for: a URL moving to another host,
-            // or another model provider (the same empty URL then means another host).
+            // Secrets stay with the party they were given for: a URL moving to another origin
+            // (host, but also scheme — https to http would send it in the clear — and port,
+            // another service on the same host), or another model provider (the same empty
+            // URL then means another host).
             let moved_to = match def.kind {
                 Kind::UpstreamUrl => {
-                    let old_host = host_of(self.get(def.key)).or_else(|| host_of(def.default));
-                    let new_host = value.as_deref().and_then(host_of).or_else(|| host_of(def.default));
-                    (old_host != new_host).then_some(def.key)
+                    let old = origin_of(self.get(def.key)).or_else(|| origin_of(def.default));
+                    let new = value.as_deref().and_then(origin_of).or_else(|| origin_of(def.default));
+                    (old != new).then_some(def.key)
                 }
                 _ if def.key == "model_provider" => {
                     (value.as_deref().unwrap_or(def.default) != self.get(def.key)).then_some("model_url")
@@ -127,8 +129,11 @@ impl ClientSettings {
     }
 }
 
-fn host_of(url: &str) -> Option<String> {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+/// Scheme, host and effective port: where a secret goes (`https://api.x.com:443`).
+fn origin_of(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    url.host_str()?;
+    Some(url.origin().ascii_serialization())
 }
 
 fn is_color(v: &str) -> bool {
@@ -282,14 +287,20 @@ mod tests {
     }
 
     #[test]
-    fn secret_follows_url_host() {
+    fn secret_follows_url_origin() {
         let keys = SecretBox::new([1; 32]);
         let policy = UpstreamPolicy::default();
         let s = current(&[("model_url", "https://api.openai.com/v1"), ("model_token", "sk")], &keys);
         let w = s.plan("c", &[("model_url".into(), "https://evil.example/v1".into())], policy, &keys).unwrap();
         assert!(w.contains(&SettingWrite { key: "model_token".into(), value: None }));
         let w = s.plan("c", &[("model_url".into(), "https://api.openai.com/v2".into())], policy, &keys).unwrap();
-        assert_eq!(w.len(), 1, "same host keeps the token");
+        assert_eq!(w.len(), 1, "same origin keeps the token");
+        let w = s.plan("c", &[("model_url".into(), "https://API.openai.com:443/v1".into())], policy, &keys).unwrap();
+        assert_eq!(w.len(), 1, "the same origin spelled otherwise keeps the token");
+        for elsewhere in ["http://api.openai.com/v1", "https://api.openai.com:8443/v1"] {
+            let w = s.plan("c", &[("model_url".into(), elsewhere.into())], policy, &keys).unwrap();
+            assert!(w.contains(&SettingWrite { key: "model_token".into(), value: None }), "{elsewhere}");
+        }
         let w = s
             .plan(
                 "c",
