@@ -76,15 +76,7 @@ pub fn wait_after(count: u32) -> Duration {
 
 /// Usernames are case-insensitive; an IPv6 client owns a whole /64, so that is the address.
 fn key(username: &str, ip: IpAddr) -> (String, IpAddr) {
-    let ip = match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let mut octets = v6.octets();
-            octets[8..].fill(0);
-            IpAddr::from(octets)
-        }
-        v4 => v4,
-    };
-    (username.trim().to_lowercase(), ip)
+    (username.trim().to_lowercase(), crate::realtime::limits::address_owner(ip))
 }
 
 #[cfg(test)]

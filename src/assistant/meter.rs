@@ -57,11 +57,13 @@ impl UsageMeter {
 
     /// Tokens answers to `ip` used on `day`.
     pub fn ip_day(&self, ip: IpAddr, day: i64) -> i64 {
+        let ip = crate::realtime::limits::address_owner(ip);
         self.ips.lock().expect("meter lock").get(&(ip, day)).copied().unwrap_or(0)
     }
 
     /// Counts an answer's tokens against the visitor's address.
     pub fn add_ip(&self, ip: IpAddr, day: i64, tokens: i64) {
+        let ip = crate::realtime::limits::address_owner(ip);
         let mut ips = self.ips.lock().expect("meter lock");
         if ips.len() >= MAX_SESSIONS {
             ips.retain(|(_, d), _| *d >= day);

@@ -79,6 +79,20 @@ fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("max(1) is non-zero")
 }
 
+/// The address a per-address limit counts. An IPv6 host is usually given a whole /64 and
+/// can pick any address in it, so the /64 is one visitor; IPv4 (and IPv4-mapped IPv6) counts
+/// as itself.
+pub fn address_owner(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+        v4 => v4,
+    }
+}
+
 impl Limits {
     /// Builds the limiters; on a clustered node the rate limits are shared through Redis.
     pub fn new(settings: LimitSettings, cluster: &Cluster) -> Arc<Limits> {
@@ -121,6 +135,7 @@ impl Limits {
 
     /// Takes an open-socket slot for `ip`, or `None` when it has too many.
     pub fn socket(self: &Arc<Self>, ip: IpAddr) -> Option<SocketPermit> {
+        let ip = address_owner(ip);
         let mut sockets = self.sockets.lock().expect("limits lock");
         let n = sockets.entry(ip).or_insert(0);
         if *n >= self.settings.sockets_per_ip {
@@ -133,6 +148,7 @@ impl Limits {
 
     /// Whether `ip` may start another session now.
     pub async fn new_session(&self, ip: IpAddr) -> bool {
+        let ip = address_owner(ip);
         if let Some(allowed) = self.shared(|s| &s.sessions, &ip.to_string()).await {
             return counted("sessions", allowed);
         }
@@ -141,6 +157,7 @@ impl Limits {
 
     /// Whether `ip` may deliver another operator webhook now.
     pub async fn webhook(&self, ip: IpAddr) -> bool {
+        let ip = address_owner(ip);
         if let Some(allowed) = self.shared(|s| &s.webhooks, &ip.to_string()).await {
             return counted("webhooks", allowed);
         }
@@ -186,4 +203,34 @@ fn counted(limit: &'static str, allowed: bool) -> bool {
         crate::metrics::rate_limited(limit);
     }
     allowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_host_is_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_owner(a), address_owner(b));
+        assert_ne!(address_owner(a), address_owner(other));
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        assert_eq!(address_owner(v4), v4);
+        assert_eq!(address_owner("::ffff:203.0.113.7".parse().unwrap()), v4, "IPv4-mapped is the IPv4 address");
+    }
+
+    #[tokio::test]
+    async fn rotating_through_a_slash_64_does_not_escape_the_limits() {
+        let settings = LimitSettings { sockets_per_ip: 2, sessions_per_minute: 2, ..LimitSettings::default() };
+        let limits = Limits::new(settings, &Cluster::single());
+        let host = |n: u16| -> IpAddr { format!("2001:db8:1:2::{n:x}").parse().unwrap() };
+        let _one = limits.socket(host(1)).unwrap();
+        let _two = limits.socket(host(2)).unwrap();
+        assert!(limits.socket(host(3)).is_none(), "a third address of the same /64");
+        assert!(limits.socket("2001:db8:1:3::1".parse().unwrap()).is_some(), "another /64");
+        assert!(limits.new_session(host(4)).await && limits.new_session(host(5)).await);
+        assert!(!limits.new_session(host(6)).await);
+    }
 }
