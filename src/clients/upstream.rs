@@ -33,12 +33,30 @@ fn metadata_v4(ip: Ipv4Addr) -> bool {
     ip.is_link_local() || ip == Ipv4Addr::new(100, 100, 100, 200) || ip.is_unspecified() || ip.is_broadcast()
 }
 
+/// The IPv4 address an IPv6 address carries: IPv4-mapped (`::ffff:a.b.c.d`), NAT64
+/// (`64:ff9b::a.b.c.d`, and the local-use `64:ff9b:1::/48`) or 6to4 (`2002:aabb:ccdd::/48`).
+/// A gateway turns these into the IPv4 address, so they are judged as it.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = ip.segments();
+    let octets = ip.octets();
+    let tail = || Ipv4Addr::new(octets[12], octets[13], octets[14], octets[15]);
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        Some(v4)
+    } else if seg[0] == 0x64 && seg[1] == 0xff9b && (seg[2..6] == [0; 4] || seg[2] == 1) {
+        Some(tail())
+    } else if seg[0] == 0x2002 {
+        Some(Ipv4Addr::new(octets[2], octets[3], octets[4], octets[5]))
+    } else {
+        None
+    }
+}
+
 fn metadata_v6(ip: Ipv6Addr) -> bool {
     let seg = ip.segments();
     (seg[0] & 0xffc0) == 0xfe80 // fe80::/10 link-local
         || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
         || ip.is_unspecified()
-        || ip.to_ipv4_mapped().is_some_and(metadata_v4)
+        || embedded_v4(ip).is_some_and(metadata_v4)
 }
 
 fn private_v4(ip: Ipv4Addr) -> bool {
@@ -46,7 +64,7 @@ fn private_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn private_v6(ip: Ipv6Addr) -> bool {
-    ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00 || ip.to_ipv4_mapped().is_some_and(private_v4)
+    ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00 || embedded_v4(ip).is_some_and(private_v4)
 }
 
 impl UpstreamPolicy {
@@ -106,6 +124,10 @@ mod tests {
             "http://metadata.google.internal/",
             "http://[fe80::1]/",
             "http://[::ffff:169.254.169.254]/",
+            // NAT64 and 6to4 gateways reach the IPv4 address inside.
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::1]/",
         ] {
             assert_eq!(open.check_url(bad).unwrap_err(), UpstreamError::Metadata, "{bad}");
         }
@@ -115,6 +137,8 @@ mod tests {
             "http://localhost:11434/v1",
             "http://[::1]/",
             "http://192.168.1.2",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[2002:0a00:0005::1]/",
         ] {
             assert!(open.check_url(private).is_ok(), "{private}");
             assert_eq!(strict.check_url(private).unwrap_err(), UpstreamError::Private, "{private}");
