@@ -145,12 +145,28 @@ impl AppState {
     }
 }
 
+/// Creates the data directory, readable by this user only when it is new (it holds the
+/// database with every conversation, the key file and the first admin's password); an
+/// existing directory keeps the permissions its owner chose.
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making data directory {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Opens the store and checks (or, on first use, records) the secret key's fingerprint.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<(Arc<dyn Store>, SecretBox)> {
     let postgres = settings.shared();
     if !postgres {
-        std::fs::create_dir_all(&settings.data_dir)
-            .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+        create_private_dir(&settings.data_dir)?;
     }
     let keys = match (&settings.secret_key, postgres) {
         (Some(text), _) => SecretBox::from_text(text)?,
@@ -549,4 +565,20 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(8192)?;
     TcpListener::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_new_data_directory_is_private_and_an_existing_one_is_left_as_it_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("a/b/aia-data");
+        super::create_private_dir(&fresh).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o750)).unwrap();
+        super::create_private_dir(&fresh).unwrap();
+        assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o750, "the owner's choice");
+    }
 }

@@ -270,7 +270,7 @@ pub async fn ensure_first(
             let generated = password::generate();
             let path = data_dir.join(INITIAL_PASSWORD_FILE);
             // With PostgreSQL nothing else made the data directory.
-            std::fs::create_dir_all(data_dir)?;
+            crate::app::create_private_dir(data_dir)?;
             write_private(&path, &format!("{generated}\n"))?;
             (generated, FirstAdmin::Generated(path))
         }

@@ -115,7 +115,7 @@ pub fn restore(args: BackupArgs) -> anyhow::Result<()> {
         ),
         Some(_) => {}
     }
-    std::fs::create_dir_all(&settings.data_dir)?;
+    crate::app::create_private_dir(&settings.data_dir)?;
     // Copied under another name and renamed, so a half-written file is never taken for the database.
     let partial = settings.data_dir.join(format!("{DB_FILE}.restoring"));
     std::fs::copy(&args.file, &partial).with_context(|| format!("copying {}", args.file.display()))?;
