@@ -1,12 +1,12 @@
 //! The widget's public config (`apiPoint`): colors, position, names — never a secret. The
 //! request is also the widget's origin check, so CORS is granted to allowed origins only.
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{allowed_client, base_url, origin};
+use super::{ApiError, allowed_client, base_url, origin};
 use crate::app::AppState;
 use crate::clients::socket_url;
 use crate::realtime::protocol::{MAX_MESSAGE_CHARS, VERSION};
@@ -66,7 +66,16 @@ fn same_origin(state: &AppState, mut headers: HeaderMap) -> HeaderMap {
 }
 
 /// `GET /api/data/ai_chat_bot?clientUid=UID`.
-pub async fn config(State(state): State<AppState>, Query(q): Query<ConfigQuery>, headers: HeaderMap) -> Response {
+pub async fn config(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Query(q): Query<ConfigQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !state.limits.config(super::client_ip(&state, peer, &headers)) {
+        let e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many config requests; retry later.");
+        return with_cors(e.into_response(), &headers);
+    }
     let headers = same_origin(&state, headers);
     let client = match allowed_client(&state, q.client_uid.as_deref(), &headers) {
         Ok(c) => c,

@@ -695,6 +695,9 @@ impl Conn {
         let Some(session) = self.joined() else {
             return Outcome::error(ErrorCode::HelloRequired, None);
         };
+        if !self.state.limits.history(session) {
+            return Outcome::error(ErrorCode::RateLimited, None);
+        }
         let limit = limit.unwrap_or(HISTORY_PAGE).clamp(1, HISTORY_PAGE);
         match self.state.store.messages_page(session, Some(before), limit).await {
             Ok((messages, has_more)) => Outcome::frame(

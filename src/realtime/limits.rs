@@ -19,6 +19,15 @@ use crate::cluster::ratelimit::SharedLimiter;
 const WEBHOOKS_PER_SECOND: u32 = 100;
 const WEBHOOK_BURST: u32 = 300;
 
+/// Widget config requests a minute from one address: a page load asks once, so this is a
+/// busy office behind one address; a hijacked page polling it in a loop is cut off.
+const CONFIGS_PER_MINUTE: u32 = 120;
+const CONFIG_BURST: u32 = 60;
+/// `history` frames a minute per session: scrolling back pages through a long conversation,
+/// not a loop reading the database.
+const HISTORY_PER_MINUTE: u32 = 60;
+const HISTORY_BURST: u32 = 20;
+
 /// The configured limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
@@ -44,6 +53,10 @@ pub struct Limits {
     sessions: DefaultKeyedRateLimiter<IpAddr>,
     /// Operator webhooks per sending address, checked before a body is read or verified.
     webhooks: DefaultKeyedRateLimiter<IpAddr>,
+    /// Widget config requests per address (per node).
+    configs: DefaultKeyedRateLimiter<IpAddr>,
+    /// `history` frames per session (per node).
+    history: DefaultKeyedRateLimiter<i64>,
     sockets: Mutex<HashMap<IpAddr, u32>>,
     /// The same rate limits in Redis, on a clustered node.
     shared: Option<Shared>,
@@ -128,6 +141,8 @@ impl Limits {
             writes: RateLimiter::keyed(per_session),
             sessions: RateLimiter::keyed(Quota::per_minute(nz(settings.sessions_per_minute))),
             webhooks: RateLimiter::keyed(Quota::per_second(nz(WEBHOOKS_PER_SECOND)).allow_burst(nz(WEBHOOK_BURST))),
+            configs: RateLimiter::keyed(Quota::per_minute(nz(CONFIGS_PER_MINUTE)).allow_burst(nz(CONFIG_BURST))),
+            history: RateLimiter::keyed(Quota::per_minute(nz(HISTORY_PER_MINUTE)).allow_burst(nz(HISTORY_BURST))),
             sockets: Mutex::new(HashMap::new()),
             shared,
         })
@@ -164,6 +179,16 @@ impl Limits {
         counted("webhooks", self.webhooks.check_key(&ip).is_ok())
     }
 
+    /// Whether `ip` may fetch the widget's config now.
+    pub fn config(&self, ip: IpAddr) -> bool {
+        counted("config", self.configs.check_key(&address_owner(ip)).is_ok())
+    }
+
+    /// Whether `session` may read another page of its history now.
+    pub fn history(&self, session: i64) -> bool {
+        counted("history", self.history.check_key(&session).is_ok())
+    }
+
     /// Whether `session` may send another message now.
     pub async fn message(&self, session: i64) -> bool {
         if let Some(allowed) = self.shared(|s| &s.messages, &session.to_string()).await {
@@ -190,6 +215,8 @@ impl Limits {
     pub fn tidy(&self) {
         self.messages.retain_recent();
         self.writes.retain_recent();
+        self.configs.retain_recent();
+        self.history.retain_recent();
         self.sessions.retain_recent();
         self.messages.shrink_to_fit();
         self.writes.shrink_to_fit();

@@ -129,3 +129,37 @@ async fn per_ip_limits_use_forwarded_for_only_from_trusted_proxies() {
     let refused = connect_ws_with(&url(&app), origin, &xff("203.0.113.7")).await.err().unwrap();
     assert_eq!(refused.0, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_polling_the_config_and_a_socket_looping_on_history_are_cut_off() {
+    let app = TestApp::spawn().await;
+    // 120 a minute per address with a burst of 60: a loop of 80 is cut off with the typed error.
+    let mut limited = None;
+    for i in 0..80 {
+        let r = app.get("/api/data/ai_chat_bot?clientUid=demo", Some("http://localhost:8080")).await;
+        if r.status() == 429 {
+            assert!(i >= 60, "refused after {i} only");
+            let body: serde_json::Value = r.json().await.unwrap();
+            limited = Some(body["error"]["code"].as_str().unwrap().to_string());
+            break;
+        }
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(limited.as_deref(), Some("rate_limited"));
+
+    // 60 history pages a minute per session with a burst of 20.
+    let (mut ws, _) = app.visitor(None).await;
+    let mut refused = None;
+    for i in 0..30 {
+        ws.send(json!({"type": "history", "before": 1_000_000})).await;
+        let f = ws.next().await.unwrap();
+        if f["type"] == "error" {
+            refused = Some((i, f["code"].as_str().unwrap().to_string()));
+            break;
+        }
+        assert_eq!(f["type"], "history", "{f}");
+    }
+    assert_eq!(refused, Some((20, "rate_limited".to_string())));
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.next_of("pong").await["type"], "pong", "the socket stays open");
+}
