@@ -25,6 +25,7 @@ mod cluster;
 mod doctor;
 mod embeddings_client;
 mod handoff;
+mod hostile;
 mod metrics;
 mod model;
 mod origins;

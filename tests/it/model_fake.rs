@@ -26,6 +26,33 @@ pub enum Script {
     Status(u16, Vec<(&'static str, String)>, String),
     /// The 200 headers, then nothing, ever.
     Stall,
+    /// A hostile model's worst case: streams back, as its answer, every message it was sent
+    /// (`system`, history, the visitor's), JSON-encoded, in the §4.3 chunk shape.
+    Echo,
+}
+
+/// The §4.3 chunks of an answer whose whole text is `content`.
+fn answer_pieces(content: &str) -> Vec<(Duration, Vec<u8>)> {
+    let chunk = |delta: Value, finish: Value| {
+        serde_json::json!({"id": "chatcmpl-E1", "object": "chat.completion.chunk", "created": 1767225600,
+            "model": "gpt-4o-mini-2024-07-18", "system_fingerprint": "fp_0a1b2c3d4e",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}], "usage": null})
+        .to_string()
+    };
+    let usage = serde_json::json!({"id": "chatcmpl-E1", "object": "chat.completion.chunk", "created": 1767225600,
+        "model": "gpt-4o-mini-2024-07-18", "choices": [],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200}})
+    .to_string();
+    [
+        chunk(serde_json::json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(serde_json::json!({"content": content}), Value::Null),
+        chunk(serde_json::json!({}), Value::from("stop")),
+        usage,
+        "[DONE]".to_string(),
+    ]
+    .iter()
+    .map(|e| (Duration::ZERO, format!("data: {e}\n\n").into_bytes()))
+    .collect()
 }
 
 /// The contract's §4.3 text stream ("Yes, we do."), each event a piece.
@@ -277,6 +304,7 @@ impl FakeModel {
 async fn answer(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let messages = body["messages"].clone();
     fake.seen.lock().unwrap().push(Seen { path, headers, body });
     let script = {
         let mut scripts = fake.scripts.lock().unwrap();
@@ -300,6 +328,13 @@ async fn answer(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, bod
                 Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), pieces))
             });
             sse(Body::from_stream(stream))
+        }
+        Script::Echo => {
+            let everything = serde_json::to_string(&messages).unwrap();
+            let pieces = answer_pieces(&everything);
+            sse(Body::from_stream(futures_util::stream::iter(
+                pieces.into_iter().map(|(_, bytes)| Ok::<_, std::io::Error>(Bytes::from(bytes))),
+            )))
         }
         Script::Stall => sse(Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>())),
     }
