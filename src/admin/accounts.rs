@@ -190,10 +190,23 @@ pub async fn create(
     Ok(row)
 }
 
-/// Replaces an account's password; every session of the account ends.
-pub async fn set_password(store: &dyn Store, name: &str, password: &str) -> Result<(), AccountError> {
+/// Replaces an account's password; every session of the account ends. The first admin's
+/// generated password file in `data_dir` goes with its password: it would only tell a reader
+/// of the disk an old secret, or mislead whoever finds it.
+pub async fn set_password(store: &dyn Store, data_dir: &Path, name: &str, password: &str) -> Result<(), AccountError> {
     let row = find(store, name).await?;
     store.admin_set_password(row.id, &hash(password).await?).await?;
+    if row.username == FIRST_ADMIN {
+        match std::fs::remove_file(data_dir.join(INITIAL_PASSWORD_FILE)) {
+            Ok(()) => {
+                tracing::info!(file = INITIAL_PASSWORD_FILE, "the first admin's generated password file was removed")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(error = %e, file = INITIAL_PASSWORD_FILE, "removing the first admin's password file failed; delete it by hand")
+            }
+        }
+    }
     Ok(())
 }
 

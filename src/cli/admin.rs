@@ -83,7 +83,7 @@ pub async fn run(args: &StoreArgs, command: AdminCommand) -> anyhow::Result<()> 
         }
         AdminCommand::Passwd { username, generate } => {
             let (password, generated) = new_password(generate)?;
-            accounts::set_password(store, &username, &password).await?;
+            accounts::set_password(store, &settings.data_dir, &username, &password).await?;
             println!("password changed; {username} is signed out everywhere");
             if generated {
                 println!("password: {password}");

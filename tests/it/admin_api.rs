@@ -114,6 +114,18 @@ async fn the_first_admin_gets_a_generated_password_only_its_owner_can_read() {
     assert!(!logs.contains(&password), "the password is never logged");
     assert!(logs.contains("client settings changed"), "{logs}");
     assert!(!logs.contains("canary"), "no secret in the log: {logs}");
+
+    // The generated password's file goes once the admin has a password of their own.
+    let r = http()
+        .post(format!("{base}/api/admin/session/password"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"current": password, "new": "a password of my own 42"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert!(!file.exists(), "the initial password file is removed");
 }
 
 #[tokio::test]

@@ -121,7 +121,7 @@ pub async fn update(
             accounts::set_grants(store, &row.username, clients).await.map_err(account_error)?;
         }
         if let Some(p) = &body.password {
-            accounts::set_password(store, &row.username, p).await.map_err(account_error)?;
+            accounts::set_password(store, &state.settings.store.data_dir, &row.username, p).await.map_err(account_error)?;
         }
         tracing::info!(admin = %admin.0.username, account = %row.username, password_changed = body.password.is_some(), clients = body.clients.is_some(), "admin account changed");
         let all = accounts_json(&state).await?;
@@ -160,7 +160,9 @@ async fn change_own(state: &AppState, admin: &Admin, current: &str, new: &str) -
     if !ok {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "wrong_password", "The current password is wrong."));
     }
-    accounts::set_password(state.store.as_ref(), &row.username, new).await.map_err(account_error)?;
+    accounts::set_password(state.store.as_ref(), &state.settings.store.data_dir, &row.username, new)
+        .await
+        .map_err(account_error)?;
     tracing::info!(admin = %row.username, "own password changed; signed out everywhere");
     Ok(())
 }
@@ -244,7 +246,7 @@ pub async fn accounts_form(State(state): State<AppState>, form: AdminForm) -> Re
                 .map(|r| format!("Added {}.", r.username))
         }
         "clients" => accounts::set_grants(store, user, &picked).await.map(|()| format!("Saved {user}'s clients.")),
-        "password" => accounts::set_password(store, user, field("password"))
+        "password" => accounts::set_password(store, &state.settings.store.data_dir, user, field("password"))
             .await
             .map(|()| format!("Set {user}'s password; they are signed out everywhere.")),
         "delete" => accounts::remove(store, user).await.map(|()| format!("Deleted {user}.")),
