@@ -172,7 +172,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "d" => n * 86_400.0,
         _ => return Err(format!("'{s}': unknown unit (use ms, s, m, h or d)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long a duration"))
 }
 
 /// Where the store lives and how upstream URLs are policed: what `serve` and the CLI share.
@@ -387,6 +387,11 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("soon").is_err());
+        // Found by fuzzing the settings validators: this used to panic.
+        assert_eq!(
+            parse_duration(&"6".repeat(400)).unwrap_err(),
+            format!("'{}' is too long a duration", "6".repeat(400))
+        );
     }
 
     #[test]

@@ -230,12 +230,14 @@ async fn attempt_once(
     Ok(decoder.finish()?)
 }
 
-/// `retry-after-ms` (preferred, as the official SDKs do) or `retry-after` in seconds.
+/// `retry-after-ms` (preferred, as the official SDKs do) or `retry-after` in seconds. A
+/// value no `Duration` holds (negative, NaN, infinite, astronomically large) is ignored: the
+/// server's headers must never panic the answer.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok().filter(|v| *v >= 0.0);
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
     number("retry-after-ms")
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-        .or_else(|| number("retry-after").map(Duration::from_secs_f64))
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+        .or_else(|| number("retry-after").and_then(|s| Duration::try_from_secs_f64(s).ok()))
 }
 
 /// Maps a non-2xx answer to its error, reading the body in every shape servers use.
@@ -280,6 +282,26 @@ fn transport_reason(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_headers_no_duration_holds_are_ignored() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = reqwest::header::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", "850")])), Some(Duration::from_millis(850)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "2")])), Some(Duration::from_secs(2)));
+        for bad in ["1e400", "1e300", "-5", "NaN", "inf"] {
+            assert_eq!(retry_after(&headers(&[("retry-after-ms", bad), ("retry-after", bad)])), None, "{bad}");
+        }
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "1e300"), ("retry-after", "3")])),
+            Some(Duration::from_secs(3))
+        );
+    }
 
     #[test]
     fn error_bodies_in_every_shape() {

@@ -216,7 +216,8 @@ fn shown(url: &Url) -> String {
 fn server_wait(headers: &HeaderMap) -> Option<Duration> {
     let ms = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok());
     match ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
-        Some(ms) => Some(Duration::from_secs_f64(ms / 1000.0).min(RETRY_AFTER_CAP)),
+        // Finite but beyond any Duration (1e300): the longest wait we honour.
+        Some(ms) => Some(Duration::try_from_secs_f64(ms / 1000.0).map_or(RETRY_AFTER_CAP, |d| d.min(RETRY_AFTER_CAP))),
         None => crate::outbound::retry_after(headers, RETRY_AFTER_CAP),
     }
 }
@@ -318,6 +319,15 @@ fn parse(body: &[u8], count: usize, dim: Option<usize>) -> Result<Vec<Vec<f32>>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_no_duration_holds_is_the_longest_we_honour() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", "1e300".parse().unwrap());
+        assert_eq!(server_wait(&h), Some(RETRY_AFTER_CAP));
+        h.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(server_wait(&h), Some(Duration::from_millis(1500)));
+    }
 
     fn http() -> reqwest::Client {
         crate::outbound::client(crate::clients::UpstreamPolicy::default(), Duration::from_secs(5))
