@@ -472,6 +472,7 @@ impl Conn {
         searched: Option<std::time::Instant>,
     ) -> Outcome {
         let state = &self.state;
+        let source = reply.source.as_str();
         let answer = NewMessage {
             session_id: session,
             role: Role::Assistant,
@@ -495,7 +496,7 @@ impl Conn {
                 state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
                 if let Some(answer) = answer {
                     metrics::message(&self.uid, Direction::Out);
-                    metrics::answered(&self.uid, answer_source(&answer), Some(write));
+                    metrics::answered(&self.uid, source, Some(write));
                     state.hub.send(session, &ServerFrame::Message { message: (&answer).into() }.encode());
                     if let Some(started) = searched {
                         state.catalog_timings.record_hit(started.elapsed(), write);
@@ -941,6 +942,7 @@ async fn answer(
         };
         let Some(stored) = visitor.stored().await else { return Ok(()) };
         let seq = stored.seq;
+        let source = reply.source.as_str();
         let created_at = now_ms();
         let writing = std::time::Instant::now();
         let stored_answer = state
@@ -969,7 +971,7 @@ async fn answer(
         if let Inserted::New(m) = stored_answer {
             metrics::message(&uid, Direction::Out);
             let waited = Duration::from_millis(u64::try_from(m.created_at - stored.created_at).unwrap_or(0));
-            metrics::answered(&uid, answer_source(&m), Some(waited));
+            metrics::answered(&uid, source, Some(waited));
             state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
             match searched {
                 Some((started, Some(store))) => state.catalog_timings.record_miss(started.elapsed(), store),
@@ -1099,16 +1101,6 @@ async fn hand_off_if_stuck(
 }
 
 /// Lets a message be answered again (after a resend) once its answer task is over.
-/// The metrics' name for where a stored answer came from.
-fn answer_source(m: &Message) -> &'static str {
-    match m.source.as_deref() {
-        Some("knowledge") => "knowledge",
-        Some("model") => "model",
-        Some("catalog") => "catalog",
-        _ => "fallback",
-    }
-}
-
 fn release(state: &AppState, seq: i64) {
     state.claims.release(seq);
 }
