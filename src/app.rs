@@ -67,6 +67,9 @@ pub struct StateInner {
     pub claims: Arc<Claims>,
     /// This node and its link to the others.
     pub cluster: Cluster,
+    /// When this process started (ms since the epoch): a message stored before it cannot be
+    /// in this process's hands, so a restarted node finishes it at once.
+    pub started_ms: i64,
     /// What this node tells the others (a no-op on a node of its own).
     pub bus: Bus,
     /// Stops the link to the other nodes, after draining (answers still finishing publish).
@@ -292,6 +295,7 @@ impl App {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 claims: Claims::new(&cluster, cluster_stop.clone()),
+                started_ms: crate::ids::now_ms(),
                 bus,
                 cluster,
                 cluster_stop,

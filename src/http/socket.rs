@@ -411,6 +411,7 @@ impl Conn {
                 // Claimed here, before the ack, so a resend can never start a second answer
                 // (and, told to the other nodes, neither can a reconnect elsewhere).
                 state.claims.claim_now(stored.seq);
+                self.forward_if_handed_off(&stored).await;
                 let _ = stored_tx.send(stored);
                 Outcome::frame(ack)
             }
@@ -428,10 +429,29 @@ impl Conn {
         let unanswered = matches!(self.state.store.reply_to(session, stored.seq).await, Ok(None));
         let ack = ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode();
         if unanswered && stored.role == Role::Visitor {
+            self.forward_if_handed_off(&stored).await;
             let text = stored.text.clone();
             self.spawn_answer(session, &text, id, Visitor::Resent(Box::new(stored)), None);
         }
         Outcome::frame(ack)
+    }
+
+    /// A message on its way to the assistant when a hand-off began (another tab, a "don't
+    /// know" streak, a restart finishing a request for a person) is the person's too: it is
+    /// forwarded, so it cannot fall between the hand-off's transcript and the forwarded
+    /// messages if its answer is lost. Chatwoot refuses a second copy (its source id).
+    async fn forward_if_handed_off(&self, stored: &Message) {
+        if !relay::configured(&self.client) {
+            return;
+        }
+        let forwarded = match relay::state_of(&self.state, stored.session_id).await {
+            Ok(HandoffState::Bot) => Ok(()),
+            Ok(_) => relay::forward(&self.state, self.client.row.id, stored.session_id, stored.seq, &stored.text).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = forwarded {
+            tracing::error!(error = %e, session = stored.session_id, "forwarding a message to the operator failed");
+        }
     }
 
     /// Without a model, the answer when it is known at once: the FAQ's, or (for a product
@@ -517,17 +537,34 @@ impl Conn {
     }
 
     /// Stores a visitor message a route takes (not the assistant) and shows it to every
-    /// socket of the session; a resend gets its duplicate ack instead (`Err`), as does a
-    /// failed write.
-    async fn store_and_show(&self, session: i64, new: &NewMessage, id: &str) -> Result<Message, Outcome> {
+    /// socket of the session: `(message, true)`. A resend that was dealt with when it first
+    /// came gets its duplicate ack as the `Err` (as does a failed write). A resend still
+    /// without a reply (the process died before the route was done) comes back claimed as
+    /// `(message, false)`, so the route finishes it and releases the claim: every step after
+    /// the store is safe to repeat.
+    async fn store_for_route(&self, session: i64, new: &NewMessage, id: &str) -> Result<(Message, bool), Outcome> {
+        let duplicate = |seq| Outcome::frame(ServerFrame::Ack { id, seq, duplicate: true }.encode());
         match self.state.store.message_insert(new).await {
             Ok(Inserted::New(stored)) => {
                 metrics::message(&self.uid, Direction::In);
                 self.state.hub.send(session, &ServerFrame::Message { message: (&stored).into() }.encode());
-                Ok(stored)
+                Ok((stored, true))
             }
             Ok(Inserted::Duplicate(stored)) => {
-                Err(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: true }.encode()))
+                if !self.state.claims.claim(stored.seq).await {
+                    return Err(duplicate(stored.seq));
+                }
+                match self.state.store.reply_to(session, stored.seq).await {
+                    Ok(None) => Ok((stored, false)),
+                    Ok(Some(_)) => {
+                        release(&self.state, stored.seq);
+                        Err(duplicate(stored.seq))
+                    }
+                    Err(e) => {
+                        release(&self.state, stored.seq);
+                        Err(internal(&e, Some(id)))
+                    }
+                }
             }
             Err(e) => Err(internal(&e, Some(id))),
         }
@@ -547,21 +584,18 @@ impl Conn {
         if current == HandoffState::Bot && !asks {
             return None;
         }
-        // A resend was handled when it first came (forwarded, handed off, or settled).
-        let stored = match self.store_and_show(session, new, id).await {
+        let (stored, fresh) = match self.store_for_route(session, new, id).await {
             Ok(stored) => stored,
             Err(answered) => return Some(answered),
         };
-        let queued = if asks {
-            let page = self.page.as_ref().and_then(|p| p.url.clone());
-            relay::start_handoff(state, &self.client, session, handoff::Trigger::Keyword, page).await.map(|_| ())
-        } else {
-            relay::forward(state, self.client.row.id, session, stored.seq, &stored.text).await
-        };
-        if let Err(e) = queued {
+        let page = self.page.as_ref().and_then(|p| p.url.clone());
+        if let Err(e) = for_operator(state, &self.client, &stored, asks, page).await {
             tracing::error!(error = %e, session, "queueing work for the operator failed");
         }
-        Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: false }.encode()))
+        if !fresh {
+            release(state, stored.seq);
+        }
+        Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: !fresh }.encode()))
     }
 
     /// With tasks set up: a yes or no to an open proposal settles it, and (without a model)
@@ -574,41 +608,19 @@ impl Conn {
             Ok(None) => return None,
             Err(e) => return Some(internal(&e, Some(id))),
         };
-        // A resend was handled when it first came (forwarded, handed off, or settled).
-        let stored = match self.store_and_show(session, new, id).await {
+        let (stored, fresh) = match self.store_for_route(session, new, id).await {
             Ok(stored) => stored,
             Err(answered) => return Some(answered),
         };
-        let reply = match decision {
-            tasks::Decision::Confirm(task) => {
-                tasks::confirm(state, &task).await.map(|_| tasks::settled_text(true).into())
-            }
-            tasks::Decision::Decline(task) => {
-                tasks::decline(state, &task).await.map(|_| tasks::settled_text(false).into())
-            }
-            tasks::Decision::Request(found) => {
-                let request = tasks::Request {
-                    title: found.title.clone(),
-                    summary: stored.text.clone(),
-                    category: Some(found.category),
-                    contact: None,
-                    page: self.page.as_ref().and_then(|p| p.url.clone()),
-                };
-                tasks::take(state, &self.client, session, stored.seq, request)
-                    .await
-                    .map(|taken| tasks::taken_text(&taken, &found.title))
-            }
-        };
-        let text: String = match reply {
-            Ok(text) => text,
-            Err(e) => return Some(internal(&e, Some(id))),
-        };
-        let mut answer = relay::server_message(session, Role::Assistant, &text);
-        answer.reply_to = Some(stored.seq);
-        if let Err(e) = relay::show(state, &self.uid, &answer).await {
-            tracing::error!(error = %e, session, "storing the task reply failed");
+        let page = self.page.as_ref().and_then(|p| p.url.clone());
+        let done = for_tasks(state, &self.client, &stored, decision, page).await;
+        if !fresh {
+            release(state, stored.seq);
         }
-        Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: false }.encode()))
+        match done {
+            Ok(()) => Some(Outcome::frame(ServerFrame::Ack { id, seq: stored.seq, duplicate: !fresh }.encode())),
+            Err(e) => Some(internal(&e, Some(id))),
+        }
     }
 
     /// The widget's "talk to a human" action.
@@ -623,7 +635,7 @@ impl Conn {
             return Outcome::error(ErrorCode::RateLimited, None);
         }
         let page = self.page.as_ref().and_then(|p| p.url.clone());
-        match relay::start_handoff(&self.state, &self.client, session, handoff::Trigger::Asked, page).await {
+        match relay::start_handoff(&self.state, &self.client, session, handoff::Trigger::Asked, page, None).await {
             Ok(_) => Outcome::default(),
             Err(e) => internal(&e, None),
         }
@@ -860,7 +872,7 @@ async fn answer(
         let builtin = || assistant::answer_from(&client.knowledge, retrieved.first(), persona, Confidence::default());
         // When the cards' search started and what the store took, for the latency histogram.
         let mut searched = None;
-        let reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
+        let mut reply = match assistant::model_config(&client.settings, &state.keys, &uid) {
             None => match (turn.faq.clone().unwrap_or_else(builtin), catalog.as_ref()) {
                 // Without a model, a product request the FAQ can't answer searches the catalog.
                 (faq, Some(catalog)) if faq.source == assistant::Source::Fallback => {
@@ -942,6 +954,24 @@ async fn answer(
         };
         let Some(stored) = visitor.stored().await else { return Ok(()) };
         let seq = stored.seq;
+        // The task goes in before the answer: the answer marks the question as done, so a
+        // crash in between leaves it unanswered, and answering it again finds the task taken.
+        let mut refused = None;
+        if let Some(idea) = reply.task.take() {
+            let request = tasks::Request {
+                category: idea.category.as_deref().and_then(crate::tasks::detect::Category::parse),
+                title: idea.title,
+                summary: idea.description,
+                contact: idea.contact,
+                page: page.as_ref().and_then(|p| p.url.clone()),
+            };
+            let title = request.title.clone();
+            let taken = tasks::take(&state, &client, session, seq, request).await?;
+            // The model already told the visitor what happens; only a refusal needs words.
+            if matches!(taken, tasks::Taken::Capped) {
+                refused = Some(relay::server_message(session, Role::System, &tasks::taken_text(&taken, &title)));
+            }
+        }
         let source = reply.source.as_str();
         let created_at = now_ms();
         let writing = std::time::Instant::now();
@@ -979,25 +1009,12 @@ async fn answer(
                 Some((started, None)) => state.catalog_timings.record_hit(started.elapsed(), writing.elapsed()),
                 None => {}
             }
-            if let Some(idea) = reply.task {
-                let request = tasks::Request {
-                    category: idea.category.as_deref().and_then(crate::tasks::detect::Category::parse),
-                    title: idea.title,
-                    summary: idea.description,
-                    contact: idea.contact,
-                    page: page.as_ref().and_then(|p| p.url.clone()),
-                };
-                let title = request.title.clone();
-                let taken = tasks::take(&state, &client, session, seq, request).await?;
-                // The model already told the visitor what happens; only a refusal needs words.
-                if matches!(taken, tasks::Taken::Capped | tasks::Taken::Duplicate) {
-                    let notice = relay::server_message(session, Role::System, &tasks::taken_text(&taken, &title));
-                    relay::show(&state, &uid, &notice).await?;
-                }
+            if let Some(notice) = refused {
+                relay::show(&state, &uid, &notice).await?;
             }
             if reply.handoff {
                 let page = page.as_ref().and_then(|p| p.url.clone());
-                relay::start_handoff(&state, &client, session, handoff::Trigger::Model, page).await?;
+                relay::start_handoff(&state, &client, session, handoff::Trigger::Model, page, None).await?;
             } else if m.source.as_deref() == Some("fallback") && relay::configured(&client) {
                 hand_off_if_stuck(&state, &client, session, page.as_ref()).await?;
             }
@@ -1016,17 +1033,23 @@ async fn answer(
 /// How old an unanswered question may be and still get its answer when the visitor comes
 /// back; an older one gets [`ASK_AGAIN`] instead.
 const RESUME_WINDOW_MS: i64 = 10 * 60 * 1000;
-/// A question this young belongs to the node that acknowledged it (its claim may not have
-/// reached the others yet): wait before taking it over.
+/// A question this young may belong to a node (or this process) that is still working on
+/// it and has not claimed it yet: wait before taking it over. A restarted node of its own
+/// does not wait for questions stored before it started.
 const RESUME_GRACE_MS: i64 = 2000;
 /// How long a resumed socket keeps looking after questions another node is answering.
 const RESUME_WAIT: Duration = Duration::from_secs(30);
+/// How far back a resumed conversation is searched for messages left without a reply.
+const RESUME_LOOKBACK: u32 = 100;
+/// How many of them are answered; earlier ones are asked again.
+const RESUME_ANSWERS: usize = 5;
 /// The honest answer to a question that waited too long.
 const ASK_AGAIN: &str = "Sorry, your question could not be answered in time. Please ask it again.";
 
-/// Answers the questions of `session` left unanswered, when the visitor resumes it: the node
-/// (or process) that acknowledged them died, or the visitor left mid-answer. A question some
-/// node is still answering is left to it; its claim runs out if that node died.
+/// Finishes the visitor messages of `session` left without a reply, when the visitor
+/// resumes it: the node (or process) that acknowledged them died, or the visitor left
+/// mid-answer. Each goes the way a new message would (a hand-off, a task, an answer). A
+/// message some node is still working on is left to it; its claim runs out if that node died.
 async fn resume_unanswered(
     state: AppState,
     uid: String,
@@ -1041,24 +1064,16 @@ async fn resume_unanswered(
             Err(e) => return tracing::warn!(error = %e, session, "looking for unanswered questions failed"),
         };
         let mut waiting = false;
-        for m in pending {
+        let newest = pending.len().saturating_sub(RESUME_ANSWERS);
+        for (i, m) in pending.into_iter().enumerate() {
             let age = now_ms() - m.created_at;
-            if age > RESUME_WINDOW_MS {
-                let mut notice = relay::server_message(session, Role::System, ASK_AGAIN);
-                notice.reply_to = Some(m.seq);
-                if let Err(e) = relay::show(&state, &uid, &notice).await {
-                    tracing::warn!(error = %e, session, "storing the ask-again notice failed");
-                }
-            } else if age < RESUME_GRACE_MS || state.claims.busy(m.seq).await {
+            let ours = state.cluster.clustered() || m.created_at >= state.started_ms;
+            if age > RESUME_WINDOW_MS || i < newest {
+                ask_again(&state, &uid, &m).await;
+            } else if (ours && age < RESUME_GRACE_MS) || state.claims.busy(m.seq).await {
                 waiting = true;
             } else {
-                let turn = VisitorTurn {
-                    session_id: session,
-                    text: m.text.clone(),
-                    client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
-                    faq: None,
-                };
-                answer(state.clone(), uid.clone(), turn, Visitor::Resent(Box::new(m)), page.clone(), ip).await;
+                finish(state.clone(), uid.clone(), m, page.clone(), ip).await;
             }
         }
         if !waiting || tokio::time::Instant::now() > deadline || state.shutdown.is_cancelled() {
@@ -1068,17 +1083,83 @@ async fn resume_unanswered(
     }
 }
 
-/// The visitor messages that end the conversation with nothing after them, while the bot has
-/// it (a person's conversation has no bot answers to wait for).
+/// Tells the visitor that question `m` will not be answered, once (claimed like an answer).
+async fn ask_again(state: &AppState, uid: &str, m: &Message) {
+    if !state.claims.claim(m.seq).await {
+        return;
+    }
+    if matches!(state.store.reply_to(m.session_id, m.seq).await, Ok(None)) {
+        let mut notice = relay::server_message(m.session_id, Role::System, ASK_AGAIN);
+        notice.reply_to = Some(m.seq);
+        if let Err(e) = relay::show(state, uid, &notice).await {
+            tracing::warn!(error = %e, session = m.session_id, "storing the ask-again notice failed");
+        }
+    }
+    release(state, m.seq);
+}
+
+/// Finishes a stored visitor message left without its reply, by the route a new message
+/// takes: a request for a person, a task (without a model), or an answer.
+async fn finish(state: AppState, uid: String, m: Message, page: Option<protocol::PageContext>, ip: IpAddr) {
+    let Some(client) = state.registry.get(&uid) else { return };
+    if !state.claims.claim(m.seq).await {
+        return;
+    }
+    // Claimed first, then checked: whoever finishes a message, finishes it once.
+    let url = page.as_ref().and_then(|p| p.url.clone());
+    let outcome = match state.store.reply_to(m.session_id, m.seq).await {
+        Ok(None) => routed(&state, &client, &m, url).await,
+        Ok(Some(_)) => Ok(true),
+        Err(e) => Err(e),
+    };
+    release(&state, m.seq);
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => {
+            let turn = VisitorTurn {
+                session_id: m.session_id,
+                text: m.text.clone(),
+                client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
+                faq: None,
+            };
+            answer(state, uid, turn, Visitor::Resent(Box::new(m)), page, ip).await;
+        }
+        Err(e) => tracing::warn!(error = %e, session = m.session_id, "finishing an unanswered message failed"),
+    }
+}
+
+/// Sends a stored message the way of a hand-off or a task when it goes that way; `false`
+/// leaves it to the assistant.
+async fn routed(
+    state: &AppState,
+    client: &ClientRuntime,
+    m: &Message,
+    url: Option<String>,
+) -> Result<bool, crate::store::StoreError> {
+    if relay::configured(client) && handoff::asks_for_person(&m.text, client.settings.get("handoff_keywords")) {
+        for_operator(state, client, m, true, url).await?;
+        return Ok(true);
+    }
+    if tasks::configured(client)
+        && let Some(decision) = tasks::decide(state, client, m.session_id, &m.text).await?
+    {
+        for_tasks(state, client, m, decision, url).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The visitor messages of the assistant's part of the conversation (since a person last
+/// had it) that have no reply, oldest first; none while a person has it (theirs have no
+/// replies to wait for).
 async fn unanswered(state: &AppState, session: i64) -> Result<Vec<Message>, crate::store::StoreError> {
     if relay::state_of(state, session).await? != HandoffState::Bot {
         return Ok(Vec::new());
     }
-    let (page, _) = state.store.messages_page(session, None, 20).await?;
-    let answered = page.iter().rposition(|m| m.role != Role::Visitor).map_or(0, |i| i + 1);
-    // A visitor who wrote many lines unanswered gets answers to the last few.
-    let skip = answered.max(page.len().saturating_sub(5));
-    Ok(page.into_iter().skip(skip).collect())
+    let (page, _) = state.store.messages_page(session, None, RESUME_LOOKBACK).await?;
+    let start = page.iter().rposition(relay::ends_assistant_part).map_or(0, |i| i + 1);
+    let replied: std::collections::HashSet<i64> = page.iter().filter_map(|m| m.reply_to).collect();
+    Ok(page.into_iter().skip(start).filter(|m| m.role == Role::Visitor && !replied.contains(&m.seq)).collect())
 }
 
 /// After `handoff_after_unanswered` "don't know" answers in a row, a person takes over.
@@ -1095,7 +1176,66 @@ async fn hand_off_if_stuck(
     let (history, _) = state.store.messages_page(session, None, (2 * n + 2) as u32).await?;
     if handoff::unanswered_streak(&history) >= n {
         let page = page.and_then(|p| p.url.clone());
-        relay::start_handoff(state, client, session, handoff::Trigger::Unanswered, page).await?;
+        relay::start_handoff(state, client, session, handoff::Trigger::Unanswered, page, None).await?;
+    }
+    Ok(())
+}
+
+/// The operator's part of a stored visitor message: the hand-off it asks for, or its way to
+/// the person who has the conversation. Both are safe to repeat: a hand-off starts once
+/// (the notice marks the message), and Chatwoot refuses a second copy of a forwarded message.
+async fn for_operator(
+    state: &AppState,
+    client: &ClientRuntime,
+    stored: &Message,
+    asks: bool,
+    page: Option<String>,
+) -> Result<(), crate::store::StoreError> {
+    if asks {
+        relay::start_handoff(state, client, stored.session_id, handoff::Trigger::Keyword, page, Some(stored.seq))
+            .await
+            .map(|_| ())
+    } else {
+        relay::forward(state, client.row.id, stored.session_id, stored.seq, &stored.text).await
+    }
+}
+
+/// The tasks' part of a stored visitor message: settles the proposal or takes the request,
+/// and stores the assistant's reply to it. Safe to repeat: a request is taken once per
+/// message (its marker), and settling twice settles the same way.
+async fn for_tasks(
+    state: &AppState,
+    client: &ClientRuntime,
+    stored: &Message,
+    decision: tasks::Decision,
+    page: Option<String>,
+) -> Result<(), crate::store::StoreError> {
+    let session = stored.session_id;
+    let text: String = match decision {
+        tasks::Decision::Confirm(task) => {
+            tasks::confirm(state, &task).await?;
+            tasks::settled_text(true).into()
+        }
+        tasks::Decision::Decline(task) => {
+            tasks::decline(state, &task).await?;
+            tasks::settled_text(false).into()
+        }
+        tasks::Decision::Request(found) => {
+            let request = tasks::Request {
+                title: found.title.clone(),
+                summary: stored.text.clone(),
+                category: Some(found.category),
+                contact: None,
+                page,
+            };
+            let taken = tasks::take(state, client, session, stored.seq, request).await?;
+            tasks::taken_text(&taken, &found.title)
+        }
+    };
+    let mut answer = relay::server_message(session, Role::Assistant, &text);
+    answer.reply_to = Some(stored.seq);
+    if let Err(e) = relay::show(state, &client.row.uid, &answer).await {
+        tracing::error!(error = %e, session, "storing the task reply failed");
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ use crate::registry::ClientRuntime;
 use crate::store::{Attachment, Author, HandoffState, NewMessage, OperatorLink, Role, StoreError};
 
 /// What the visitor reads when a person closes the conversation.
-const BACK_TO_BOT: &str = "The conversation with our team has ended. The assistant is here again if you need anything.";
+pub(crate) const BACK_TO_BOT: &str =
+    "The conversation with our team has ended. The assistant is here again if you need anything.";
 
 /// Why an event was not acted on.
 #[derive(Debug, thiserror::Error)]

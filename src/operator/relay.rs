@@ -59,13 +59,17 @@ pub async fn state_of(state: &AppState, session: i64) -> Result<HandoffState, St
 }
 
 /// Starts a hand-off: the session waits for a person, the visitor is told, and the work is
-/// queued. `false` when the session used up `handoff_max_per_session` (the visitor is told).
+/// queued — all in one write. `false` when the session used up `handoff_max_per_session`
+/// (the visitor is told). `asked_in` is the visitor message that asked for a person, if one
+/// did: the notice replies to it, which marks that message as dealt with (a resend or a
+/// restart leaves it alone).
 pub async fn start_handoff(
     state: &AppState,
     client: &ClientRuntime,
     session: i64,
     why: Trigger,
     page: Option<String>,
+    asked_in: Option<i64>,
 ) -> Result<bool, StoreError> {
     let max = client.settings.get("handoff_max_per_session").parse::<i64>().unwrap_or(3);
     let existing = state.store.operator_link(session).await?;
@@ -88,19 +92,32 @@ pub async fn start_handoff(
         return Ok(true);
     }
     if link.handoffs >= max {
-        notify_visitor(state, &client.row.uid, session, CAPPED).await?;
+        let mut notice = server_message(session, Role::System, CAPPED);
+        notice.reply_to = asked_in;
+        show(state, &client.row.uid, &notice).await?;
         return Ok(false);
     }
     link.state = HandoffState::Waiting;
     link.handoffs += 1;
     link.updated_at = now_ms();
-    state.store.operator_link_save(&link).await?;
     let job = serde_json::to_string(&HandoffJob { why: format!("{why:?}"), page }).expect("plain JSON");
-    state.store.outbox_push(client.row.id, session, "handoff", &job, now_ms()).await?;
+    let mut notice = server_message(session, Role::System, HANDING_OFF);
+    notice.reply_to = asked_in;
+    let shown = state.store.handoff_queue(&link, &job, &notice).await?;
     state.wake(crate::cluster::Job::Operator);
     tracing::info!(client = %client.row.uid, session, why = why.describe(), "hand-off to a person queued");
-    notify_visitor(state, &client.row.uid, session, HANDING_OFF).await?;
+    crate::metrics::message(&client.row.uid, crate::metrics::Direction::Out);
+    state.hub.send(session, &ServerFrame::Message { message: (&shown).into() }.encode());
     Ok(true)
+}
+
+/// Whether `m` is a person's message or one of the notices that open or close a person's
+/// part of the conversation (asked for, unreachable, ended): visitor messages before it
+/// were that part's, with no answer of the assistant to wait for.
+pub fn ends_assistant_part(m: &crate::store::Message) -> bool {
+    m.role == Role::Operator
+        || (m.role == Role::System
+            && [HANDING_OFF, UNREACHABLE, super::inbound::BACK_TO_BOT].contains(&m.text.as_str()))
 }
 
 /// Queues a stored visitor message for the person who has (or is about to have) the
@@ -174,7 +191,6 @@ pub async fn run(state: AppState) {
     let mut more = false;
     let mut lease = state.lease(crate::cluster::lease::OPERATOR_OUTBOX, Duration::from_secs(15));
     loop {
-        // A full pass may have left due items behind: look again at once.
         if !more {
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
@@ -194,12 +210,17 @@ pub async fn run(state: AppState) {
                 continue;
             }
         };
-        more = due.len() >= PASS as usize && !state.shutdown.is_cancelled();
+        let found = !due.is_empty();
         let deliveries = due.into_iter().map(|item| {
             let (state, http) = (state.clone(), http.clone());
             async move { deliver(&state, &http, item).await }
         });
-        futures_util::future::join_all(deliveries).await;
+        let recorded = futures_util::future::join_all(deliveries).await.into_iter().all(|ok| ok);
+        // Only each conversation's oldest item is due at a time: after a pass that did work,
+        // the next items are due at once (a backlog drains at the service's pace, not one
+        // item per conversation a second). Failed items wait for their retry time; a pass
+        // whose outcomes could not be stored waits too, rather than spin.
+        more = found && recorded && !state.shutdown.is_cancelled();
     }
 }
 
@@ -223,10 +244,10 @@ impl From<StoreError> for Failure {
     }
 }
 
-async fn deliver(state: &AppState, http: &reqwest::Client, item: OutboxItem) {
+/// Delivers one item and records the outcome; `false` when the outcome could not be stored.
+async fn deliver(state: &AppState, http: &reqwest::Client, item: OutboxItem) -> bool {
     let Some(client) = state.registry.all().into_iter().find(|c| c.row.id == item.client_id) else {
-        let _ = state.store.outbox_dead(item.id, now_ms(), "the client no longer exists").await;
-        return;
+        return state.store.outbox_dead(item.id, now_ms(), "the client no longer exists").await.is_ok();
     };
     let result = match connect(state, &client, http).await {
         Ok((chatwoot, _)) => match item.kind.as_str() {
@@ -251,9 +272,10 @@ async fn deliver(state: &AppState, http: &reqwest::Client, item: OutboxItem) {
             give_up(state, &client.row.uid, &item, &why).await
         }
     };
-    if let Err(e) = outcome {
+    if let Err(e) = &outcome {
         tracing::warn!(error = %e, item = item.id, "recording an operator delivery failed");
     }
+    outcome.is_ok()
 }
 
 /// A dead item: kept for the admin; a hand-off that never arrived gives the bot back.
@@ -437,7 +459,11 @@ async fn hand_off(state: &AppState, chatwoot: &Chatwoot, item: &OutboxItem) -> R
         state.store.operator_link_save(&link).await?;
     }
     let conversation = link.conversation_id.expect("set above");
-    let (history, _) = state.store.messages_page(item.session_id, None, 50).await?;
+    // The conversation up to the hand-off, however late this delivery comes: what was
+    // written after it reaches the person as messages of their own.
+    let (page, _) = state.store.messages_page(item.session_id, None, 200).await?;
+    let mut history: Vec<_> = page.into_iter().filter(|m| m.created_at <= item.created_at).collect();
+    history.drain(..history.len().saturating_sub(50));
     let why = match job.why.as_str() {
         "Asked" => Trigger::Asked,
         "Model" => Trigger::Model,

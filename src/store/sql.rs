@@ -314,27 +314,40 @@ const REPLY_TO: &str = concat!(
     " FROM messages WHERE session_id = $1 AND reply_to = $2 ORDER BY seq LIMIT 1"
 );
 
+/// Binds a message's values to [`INSERT_MESSAGE`] (or [`INSERT_MESSAGE_SEQ`]), in order.
+pub(super) fn bind_message<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    m: &'q NewMessage,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    i64: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<String>: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(m.session_id)
+        .bind(m.role.as_str())
+        .bind(m.text.as_str())
+        .bind(m.client_msg_id.as_deref())
+        .bind(m.reply_to)
+        .bind(m.source.as_deref())
+        .bind(m.entry_id.as_deref())
+        .bind(m.created_at)
+        .bind(m.usage.map(|u| u.prompt))
+        .bind(m.usage.map(|u| u.completion))
+        .bind(m.author.as_ref().map(|a| a.name.as_str()))
+        .bind(m.author.as_ref().and_then(|a| a.avatar_url.as_deref()))
+        .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).unwrap_or_default()))
+        .bind((!m.products.is_empty()).then(|| serde_json::to_string(&m.products).unwrap_or_default()))
+}
+
 /// Inserts one message on a connection; with a client id, a second copy returns the first.
 macro_rules! insert_message_fn {
     ($name:ident, $conn:ty) => {
         async fn $name(conn: &mut $conn, m: &NewMessage) -> Result<Inserted, sqlx::Error> {
-            let row = sqlx::query(INSERT_MESSAGE)
-                .bind(m.session_id)
-                .bind(m.role.as_str())
-                .bind(&m.text)
-                .bind(&m.client_msg_id)
-                .bind(m.reply_to)
-                .bind(&m.source)
-                .bind(&m.entry_id)
-                .bind(m.created_at)
-                .bind(m.usage.map(|u| u.prompt))
-                .bind(m.usage.map(|u| u.completion))
-                .bind(m.author.as_ref().map(|a| a.name.as_str()))
-                .bind(m.author.as_ref().and_then(|a| a.avatar_url.as_deref()))
-                .bind((!m.attachments.is_empty()).then(|| serde_json::to_string(&m.attachments).unwrap_or_default()))
-                .bind((!m.products.is_empty()).then(|| serde_json::to_string(&m.products).unwrap_or_default()))
-                .fetch_optional(&mut *conn)
-                .await?;
+            let row = bind_message(sqlx::query(INSERT_MESSAGE), m).fetch_optional(&mut *conn).await?;
             if let Some(row) = row {
                 if let Some(u) = m.usage {
                     sqlx::query(ADD_USAGE)
@@ -452,6 +465,38 @@ macro_rules! link_columns {
     () => {
         "session_id, client_id, source_id, contact_id, conversation_id, state, handoffs, updated_at"
     };
+}
+
+const SAVE_LINK: &str = concat!(
+    "INSERT INTO operator_links (",
+    link_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (session_id) DO UPDATE SET ",
+    "source_id = excluded.source_id, contact_id = excluded.contact_id, ",
+    "conversation_id = excluded.conversation_id, state = excluded.state, ",
+    "handoffs = excluded.handoffs, updated_at = excluded.updated_at"
+);
+const PUSH_OUTBOX: &str = "INSERT INTO operator_outbox (client_id, session_id, kind, payload, created_at, next_at) \
+     VALUES ($1, $2, $3, $4, $5, $5) RETURNING id";
+
+/// Binds an operator link's values to [`SAVE_LINK`], in order.
+fn bind_link<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    l: &'q OperatorLink,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    i64: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<i64>: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(l.session_id)
+        .bind(l.client_id)
+        .bind(l.source_id.as_str())
+        .bind(l.contact_id)
+        .bind(l.conversation_id)
+        .bind(l.state.as_str())
+        .bind(l.handoffs)
+        .bind(l.updated_at)
 }
 
 fn link_from<R>(row: &R) -> Result<OperatorLink, sqlx::Error>
@@ -1463,25 +1508,24 @@ macro_rules! sql_store {
             }
 
             async fn operator_link_save(&self, l: &OperatorLink) -> StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO operator_links (",
-                    link_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (session_id) DO UPDATE SET ",
-                    "source_id = excluded.source_id, contact_id = excluded.contact_id, ",
-                    "conversation_id = excluded.conversation_id, state = excluded.state, ",
-                    "handoffs = excluded.handoffs, updated_at = excluded.updated_at"
-                ))
-                .bind(l.session_id)
-                .bind(l.client_id)
-                .bind(&l.source_id)
-                .bind(l.contact_id)
-                .bind(l.conversation_id)
-                .bind(l.state.as_str())
-                .bind(l.handoffs)
-                .bind(l.updated_at)
-                .execute(&self.pool)
-                .await?;
+                bind_link(sqlx::query(SAVE_LINK), l).execute(&self.pool).await?;
                 Ok(())
+            }
+
+            async fn handoff_queue(&self, l: &OperatorLink, job: &str, notice: &NewMessage) -> StoreResult<Message> {
+                let mut tx = self.pool.begin().await?;
+                bind_link(sqlx::query(SAVE_LINK), l).execute(&mut *tx).await?;
+                sqlx::query(PUSH_OUTBOX)
+                    .bind(l.client_id)
+                    .bind(l.session_id)
+                    .bind("handoff")
+                    .bind(job)
+                    .bind(notice.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = bind_message(sqlx::query(INSERT_MESSAGE), notice).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(message_from(&row)?)
             }
 
             async fn outbox_push(
@@ -1492,17 +1536,14 @@ macro_rules! sql_store {
                 payload: &str,
                 now: i64,
             ) -> StoreResult<i64> {
-                let row = sqlx::query(
-                    "INSERT INTO operator_outbox (client_id, session_id, kind, payload, created_at, next_at) \
-                     VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-                )
-                .bind(client_id)
-                .bind(session_id)
-                .bind(kind)
-                .bind(payload)
-                .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
+                let row = sqlx::query(PUSH_OUTBOX)
+                    .bind(client_id)
+                    .bind(session_id)
+                    .bind(kind)
+                    .bind(payload)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
                 Ok(row.try_get(0)?)
             }
 

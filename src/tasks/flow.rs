@@ -87,8 +87,6 @@ pub enum Taken {
     Queued,
     /// The session's tasks for today are used up.
     Capped,
-    /// This message already made one.
-    Duplicate,
 }
 
 /// Records a request made in answer to visitor message `seq`: proposed or queued per the
@@ -125,7 +123,10 @@ pub async fn take(
             state.wake(crate::cluster::Job::Tasks);
             Ok(Taken::Queued)
         }
-        Err(StoreError::Conflict(_)) => Ok(Taken::Duplicate),
+        // Taken when this message came before (a crash kept its reply from being stored):
+        // the visitor hears what they would have heard then.
+        Err(StoreError::Conflict(_)) if confirm => Ok(Taken::Proposed),
+        Err(StoreError::Conflict(_)) => Ok(Taken::Queued),
         Err(e) => Err(e),
     }
 }
@@ -152,7 +153,6 @@ pub fn taken_text(taken: &Taken, title: &str) -> String {
         Taken::Capped => "You've already sent us several requests today; our team will get back to you on those. \
                           For anything urgent, please contact the shop directly."
             .into(),
-        Taken::Duplicate => "This request is already with our team.".into(),
     }
 }
 
@@ -217,8 +217,10 @@ async fn deliver(state: &AppState, task: TaskRecord) {
             message.entry_id = Some(created.reference.clone());
             message.client_msg_id = Some(format!("task#{}", task.id));
             tracing::info!(client = %client.row.uid, task = task.id, reference = %created.reference, "task created");
-            match state.store.task_created(task.id, &created.id, &created.reference, &created.url, now).await {
-                Ok(()) => relay::show(state, &client.row.uid, &message).await.map(|_| ()),
+            // The visitor's confirmation first: its id makes it once-only, so a crash before
+            // the task is marked created repeats neither it nor the card (found by marker).
+            match relay::show(state, &client.row.uid, &message).await {
+                Ok(_) => state.store.task_created(task.id, &created.id, &created.reference, &created.url, now).await,
                 Err(e) => Err(e),
             }
         }
@@ -232,14 +234,10 @@ async fn deliver(state: &AppState, task: TaskRecord) {
         Err((why, _, _)) => {
             tracing::error!(client = %client.row.uid, task = task.id, error = %why, "the task could not be created");
             crate::metrics::outbox_dead_letter(crate::metrics::Queue::Tasks);
-            match state.store.task_failed(task.id, now, &why).await {
-                Ok(()) => relay::show(
-                    state,
-                    &client.row.uid,
-                    &relay::server_message(task.session_id, Role::System, NOT_PASSED),
-                )
-                .await
-                .map(|_| ()),
+            let mut message = relay::server_message(task.session_id, Role::System, NOT_PASSED);
+            message.client_msg_id = Some(format!("task#{}", task.id));
+            match relay::show(state, &client.row.uid, &message).await {
+                Ok(_) => state.store.task_failed(task.id, now, &why).await,
                 Err(e) => Err(e),
             }
         }
