@@ -176,8 +176,29 @@ impl TaskProvider for TrelloBoard {
     }
 }
 
+/// The card as we keep it. Its link is shown to the shop's admins (the transcript), so only
+/// an http(s) URL is kept: the board's answer is outside input like any other.
 fn created(card: super::trello::Card) -> CreatedTask {
-    let url = if card.short_url.is_empty() { card.url.clone() } else { card.short_url.clone() };
+    let web = |u: &str| u.starts_with("https://") || u.starts_with("http://");
+    let url = [&card.short_url, &card.url].into_iter().find(|u| web(u)).cloned().unwrap_or_default();
     let reference = if card.short_link.is_empty() { card.id.clone() } else { card.short_link.clone() };
     CreatedTask { id: card.id, reference, url }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_web_link_of_the_card_is_kept() {
+        let card = |short_url: &str, url: &str| super::super::trello::Card {
+            short_url: short_url.into(),
+            url: url.into(),
+            ..Default::default()
+        };
+        assert_eq!(created(card("https://trello.com/c/a", "https://trello.com/c/a/1-x")).url, "https://trello.com/c/a");
+        assert_eq!(created(card("", "https://trello.com/c/a/1-x")).url, "https://trello.com/c/a/1-x");
+        assert_eq!(created(card("javascript:alert(1)", "data:text/html,x")).url, "");
+        assert_eq!(created(card("javascript:alert(1)", "https://trello.com/c/b")).url, "https://trello.com/c/b");
+    }
 }

@@ -204,7 +204,7 @@ pub fn find_label<'a>(labels: &'a [Label], name: &str) -> Option<&'a Label> {
 
 /// A card as Trello gives it back, reduced to what we use (§4 ★ fields, plus the description
 /// a previous attempt's marker is looked for in).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Card {
     pub id: String,
