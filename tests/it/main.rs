@@ -22,6 +22,7 @@ mod chat;
 mod chatwoot_client;
 mod cli;
 mod cluster;
+mod crash;
 mod doctor;
 mod embeddings_client;
 mod handoff;

@@ -29,6 +29,9 @@ pub enum Script {
     /// A hostile model's worst case: streams back, as its answer, every message it was sent
     /// (`system`, history, the visitor's), JSON-encoded, in the §4.3 chunk shape.
     Echo,
+    /// Picks the script from the request's `messages`, for a load of mixed questions (a
+    /// routed script's choice is played as it is).
+    Route(fn(&Value) -> Script),
 }
 
 /// The §4.3 chunks of an answer whose whole text is `content`.
@@ -89,6 +92,19 @@ pub fn tool_stream() -> Script {
         events.iter().map(|e| (Duration::ZERO, format!("data: {head}{e}\n\n").into_bytes())).collect();
     pieces.push((Duration::ZERO, b"data: [DONE]\n\n".to_vec()));
     Script::Stream(pieces)
+}
+
+/// The model's `create_task` call: [`tool_stream`]'s shape with a call-back request as the
+/// arguments.
+pub fn create_task_stream() -> Script {
+    let Script::Stream(pieces) = tool_stream() else { unreachable!("tool_stream is a stream") };
+    let rewrite = |bytes: Vec<u8>| {
+        String::from_utf8(bytes).unwrap().replace("search_products", "create_task").replace(
+            r#"{\"que"#,
+            r#"{\"title\": \"Callback: broken kettle\", \"description\": \"The kettle arrived broken; call back.\", \"category\": \"callback\", \"contact\": \"+49 171 2345678\", \"que"#,
+        )
+    };
+    Script::Stream(pieces.into_iter().map(|(pause, bytes)| (pause, rewrite(bytes).into_bytes())).collect())
 }
 
 /// Azure's §8.4 stream: the prompt-filter chunk with empty metadata first, then text with
@@ -310,7 +326,11 @@ async fn answer(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, bod
         let mut scripts = fake.scripts.lock().unwrap();
         if scripts.len() > 1 { scripts.pop_front() } else { scripts.front().cloned() }
     };
-    match script.expect("a script for every request") {
+    let script = match script.expect("a script for every request") {
+        Script::Route(pick) => pick(&messages),
+        other => other,
+    };
+    match script {
         Script::Status(code, headers, body) => {
             let json = body.starts_with('{');
             let mut response = (StatusCode::from_u16(code).unwrap(), body).into_response();
@@ -337,6 +357,7 @@ async fn answer(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap, bod
             )))
         }
         Script::Stall => sse(Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>())),
+        Script::Route(_) => panic!("a routed script picks a playable one"),
     }
 }
 

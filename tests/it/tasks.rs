@@ -322,24 +322,11 @@ mod conversation {
         assert_eq!(answer["role"], "assistant");
     }
 
-    /// The model's `create_task` call (the contract's tool-call stream with our arguments).
-    fn create_task_call() -> crate::model_fake::Script {
-        use crate::model_fake::{Script, tool_stream};
-        let Script::Stream(pieces) = tool_stream() else { unreachable!("tool_stream is a stream") };
-        let rewrite = |bytes: Vec<u8>| {
-            String::from_utf8(bytes).unwrap().replace("search_products", "create_task").replace(
-                r#"{\"que"#,
-                r#"{\"title\": \"Callback: broken kettle\", \"description\": \"The kettle arrived broken; call back.\", \"category\": \"callback\", \"contact\": \"+49 171 2345678\", \"que"#,
-            )
-        };
-        Script::Stream(pieces.into_iter().map(|(pause, bytes)| (pause, rewrite(bytes).into_bytes())).collect())
-    }
-
     #[tokio::test]
     async fn the_models_create_task_is_confirmed_by_the_visitor_and_made_once() {
-        use crate::model_fake::{FakeModel, text_stream};
+        use crate::model_fake::{FakeModel, create_task_stream, text_stream};
         let trello = FakeTrello::start().await;
-        let model = FakeModel::start(vec![create_task_call(), text_stream(Duration::ZERO)]).await;
+        let model = FakeModel::start(vec![create_task_stream(), text_stream(Duration::ZERO)]).await;
         let app = tasks_app(&trello, &[&format!("model_url={}", model.base())]).await;
         let (mut ws, _) = app.visitor(None).await;
         // Words the rule-based detector would not take: the model decides.
