@@ -280,6 +280,8 @@ async fn operations_checks(client: &Client, app: &TestApp) -> usize {
 async fn conversation_checks(client: &Client, app: &TestApp) -> usize {
     let (mut ws, _) = app.visitor(None).await;
     ws.ask("c1", "Do you ship internationally?").await;
+    // The visitor's words are the client's to choose: markup in them stays text for the admin.
+    ws.ask("c2", HOSTILE).await;
     client.goto(&format!("{}/admin/clients/demo", app.base)).await.unwrap();
     click(client, "#conversations-link").await;
     wait_until(client, "the conversations", || async { path(client).await == "/admin/clients/demo/conversations" })
@@ -293,8 +295,17 @@ async fn conversation_checks(client: &Client, app: &TestApp) -> usize {
     let transcript = text_of(client, "#transcript").await;
     assert!(transcript.contains("visitor") && transcript.contains("Do you ship internationally?"), "{transcript}");
     assert!(transcript.contains("assistant"), "{transcript}");
+    assert!(transcript.contains(HOSTILE), "shown as text: {transcript}");
+    let injected = client
+        .execute("return [!!window.__xss, document.querySelectorAll('.inj, img[src=\"x\"]').length];", vec![])
+        .await
+        .unwrap();
+    assert_eq!(injected, serde_json::json!([false, 0]), "nothing of the visitor's markup runs or renders");
     1
 }
+
+/// Markup a visitor may send, which the admin panel must show as text.
+const HOSTILE: &str = r#"<img src=x onerror="window.__xss=1"><b class="inj">b</b> [x](javascript:window.__xss=1)"#;
 
 /// 13: on a tablet (768 px wide) no admin page scrolls sideways.
 async fn tablet_checks(client: &Client, app: &TestApp) -> usize {

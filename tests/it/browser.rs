@@ -395,30 +395,49 @@ async fn site_checks(client: &Client, app: &TestApp, shop: &str) -> usize {
 
     // 16. Every message kind, rendered from protocol frames (a WebSocket stand-in): Markdown,
     // product cards, operator messages, task confirmations, attachments, typing, feedback; and
-    // hostile text stays text.
+    // hostile text from every source (the bot's name and greeting from the config and the
+    // `welcome`, visitor, model, operator and system texts, the operator's name, product
+    // fields, task titles, attachment names, a streamed piece, a live message) stays text,
+    // with every link http(s) or mailto.
+    let (name, greeting) = {
+        let demo = app.state.registry.get("demo").unwrap();
+        (demo.settings.get("bot_name").to_string(), demo.settings.get("greeting").to_string())
+    };
+    app.set_client("demo", &[&format!("bot_name={HOSTILE_NAME}"), &format!("greeting={HOSTILE} **hi**")]).await;
     client.goto(&format!("{shop}/renderer")).await.unwrap();
     part(client, ".aia-launcher").await.click().await.unwrap();
     wait_until(client, "the stand-in socket's hello", || async {
         client.execute("return !!window.__ws && window.__ws.sent.length > 0;", vec![]).await.unwrap() == json!(true)
     })
     .await;
-    client.execute(RENDERER_FRAMES, vec![]).await.unwrap();
-    let seen = client.execute(RENDERED_JS, vec![]).await.unwrap();
+    client.execute(RENDERER_FRAMES, vec![json!(HOSTILE)]).await.unwrap();
+    let seen = client.execute(RENDERED_JS, vec![json!(HOSTILE)]).await.unwrap();
     let expected = json!({
         "xss": false, "scripts": 0,
         "visitorText": "<img src=x onerror=\"window.__xss=1\"> **not bold**",
-        "strong": ["Bold"], "em": ["it"], "code": ["code"], "items": ["one", "two"],
-        "links": ["https://shop.example/p", "https://files.example/i.pdf", "https://tasks.example/c/1"],
+        "strong": ["hi", "Bold", "sys", "op"], "em": ["it", "streaming"], "code": ["code"], "items": ["one", "two"],
+        "links": ["https://shop.example/p", "https://files.example/i.pdf", "https://tasks.example/c/1",
+            "mailto:help@shop.example", "mailto:files@shop.example"],
         "badLinkText": true,
         "product": ["Desk lamp", "€19.90", "In stock", "https://img.example/lamp.png", "https://shop.example/lamp"],
         "operator": ["Anna", "https://img.example/anna.png"], "status": "A person is answering",
         "task": "Task createdCall back about order 1001", "typing": true,
-        "feedbackUp": "true"
+        "feedbackUp": "true",
+        // Hostile text from every source.
+        "injected": 0, "handlers": 0,
+        "title": HOSTILE_NAME, "label": HOSTILE_NAME, "greeting": true,
+        "system": true, "visitor": HOSTILE, "model": true, "droppedLinks": ["data link", "vb link"],
+        "cards": [["DIV", HOSTILE, HOSTILE, "Out of stock", 0], ["DIV", "Data card", "€5.00", "", 0]],
+        "operatorName": [HOSTILE, 0], "operatorText": true,
+        "files": [HOSTILE, "vb", "data"], "taskTitle": format!("Task created{HOSTILE}"),
+        "streamed": true, "live": format!("Live {HOSTILE}"),
+        "schemes": ["https:", "mailto:"], "images": ["https:"]
     });
     assert_eq!(seen, expected, "the renderer");
     part(client, ".aia-fb-down").await.click().await.unwrap();
     let sent = client.execute("return window.__ws.sent[window.__ws.sent.length - 1];", vec![]).await.unwrap();
     assert_eq!(sent, json!({"type": "feedback", "seq": 2, "value": "down"}), "feedback sent");
+    app.set_client("demo", &[&format!("bot_name={name}"), &format!("greeting={greeting}")]).await;
     n += 1;
 
     n
@@ -645,11 +664,18 @@ async fn restart_check(client: &Client, app: TestApp, shop: &str) -> usize {
     1
 }
 
-/// Frames a server could send, one of each kind, with hostile text in places.
+/// HTML that would run a script or add an element if any part of the widget parsed it as
+/// HTML; every hostile string in check 16 carries it.
+const HOSTILE: &str = r#"<img src=x onerror="window.__xss=1"><script>window.__xss=1</script><b class="inj">b</b>"#;
+/// The same for the bot's name, within its 60 characters.
+const HOSTILE_NAME: &str = r#"<img src=x onerror="window.__xss=1"><b class="inj">Bot</b>"#;
+
+/// Frames a server could send, one of each kind, with hostile text in places (`arguments[0]`:
+/// [`HOSTILE`]) and links of every scheme.
 const RENDERER_FRAMES: &str = r#"
-const ws = window.__ws;
+const ws = window.__ws, H = arguments[0], JS = "javascript:window.__xss=1";
 ws.push({ type: "welcome", v: 1, session: "s-test", conversationId: "c-1", resumed: false,
-  bot: { name: "Lumen", greeting: "Hi" }, hasMore: false, history: [
+  bot: { name: H, greeting: H }, hasMore: false, history: [
   { seq: 1, role: "visitor", clientId: "x1", ts: "2026-11-26T10:00:00Z",
     text: '<img src=x onerror="window.__xss=1"> **not bold**' },
   { seq: 2, role: "assistant", replyTo: 1, source: "model", ts: "2026-11-26T10:00:01Z",
@@ -661,16 +687,33 @@ ws.push({ type: "welcome", v: 1, session: "s-test", conversationId: "c-1", resum
     attachments: [{ name: "invoice.pdf", url: "https://files.example/i.pdf" }, { name: "evil", url: "javascript:window.__xss=1" }] },
   { seq: 4, role: "system", ts: "2026-11-26T10:00:03Z", text: "Task created",
     task: { title: "Call back about order 1001", url: "https://tasks.example/c/1" } },
+  { seq: 5, role: "system", ts: "2026-11-26T10:00:04Z", text: H + " **sys** [x](" + JS + ")" },
+  { seq: 6, role: "visitor", clientId: "x6", ts: "2026-11-26T10:00:05Z", text: H },
+  { seq: 7, role: "assistant", replyTo: 6, source: "model", ts: "2026-11-26T10:00:06Z",
+    text: H + "\n\n[mail](mailto:help@shop.example) [data link](data:text/html;base64,PHNjcmlwdD53aW5kb3cuX194c3M9MTwvc2NyaXB0Pg==) [vb link](vbscript:window.__xss=1) <a href=\"" + JS + "\" class=\"inj\">raw</a>",
+    products: [{ name: H, url: JS, price: H, imageUrl: JS, inStock: false },
+      { name: "Data card", url: "data:text/html,<script>window.__xss=1</script>", price: 5, currency: "EUR",
+        imageUrl: "data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' onload='window.__xss=1'/>" }] },
+  { seq: 8, role: "operator", ts: "2026-11-26T10:00:07Z", text: H + " **op**", operator: { name: H, avatarUrl: JS },
+    attachments: [{ name: H, url: "mailto:files@shop.example" }, { name: "vb", url: "vbscript:window.__xss=1" },
+      { name: "data", url: "data:text/html,<script>window.__xss=1</script>" }] },
+  { seq: 9, role: "system", ts: "2026-11-26T10:00:08Z", text: "Task created", task: { title: H, url: JS } },
 ] });
+ws.push({ type: "delta", replyTo: 11, text: H + " *streaming*" });
+ws.push({ type: "message", message: { seq: 10, role: "operator", ts: "2026-11-26T10:00:09Z", text: H,
+  operator: { name: "Live " + H, avatarUrl: "data:image/png;base64,iVBORw0KGgo=" } } });
 ws.push({ type: "typing", role: "operator", on: true });
 ws.push({ type: "feedback", seq: 2, value: "up" });
 "#;
 
 const RENDERED_JS: &str = r#"
+const H = arguments[0];
 const r = document.getElementById("aia-chat-root").shadowRoot, all = (s) => [...r.querySelectorAll(s)];
 const texts = (s) => all(s).map((e) => e.textContent);
 const bySeq = (n) => r.querySelector(`[data-seq="${n}"]`);
 const card = r.querySelector(".aia-product"), op = bySeq(3).querySelector(".aia-who");
+const everywhere = (s) => r.querySelectorAll(s).length + document.querySelectorAll(s).length;
+const elements = [...document.querySelectorAll("*"), ...r.querySelectorAll("*")];
 return {
   xss: !!window.__xss, scripts: all("script").length + all("img[src='x']").length,
   visitorText: bySeq(1).querySelector(".aia-body").textContent,
@@ -682,6 +725,27 @@ return {
   operator: [op.textContent, op.querySelector("img").src], status: r.querySelector(".aia-status").textContent,
   task: bySeq(4).textContent.replace("https://tasks.example/c/1", ""), typing: !!r.querySelector(".aia-typing"),
   feedbackUp: bySeq(2).querySelector(".aia-fb-up").getAttribute("aria-pressed"),
+  injected: everywhere(".inj") + everywhere("img[src='x']") + everywhere("svg[onload]"),
+  handlers: elements.filter((e) => [...e.attributes].some((a) => a.name.startsWith("on"))).length,
+  title: r.querySelector(".aia-title").textContent, label: r.querySelector(".aia-panel").getAttribute("aria-label"),
+  greeting: r.querySelector(".aia-greeting").textContent.includes(H),
+  system: bySeq(5).textContent.startsWith(H) && !bySeq(5).querySelector("a"),
+  visitor: bySeq(6).querySelector(".aia-body").textContent,
+  model: bySeq(7).querySelector(".aia-body").textContent.startsWith(H)
+    && bySeq(7).textContent.includes(`<a href="javascript:window.__xss=1" class="inj">raw</a>`),
+  droppedLinks: ["data link", "vb link"].filter((t) => bySeq(7).textContent.includes(t)
+    && ![...bySeq(7).querySelectorAll("a")].some((a) => a.textContent === t)),
+  cards: [...bySeq(7).querySelectorAll(".aia-product")].map((c) => [c.tagName, c.querySelector("b").textContent,
+    c.querySelector(".aia-price").textContent, c.querySelector("small") ? c.querySelector("small").textContent : "",
+    c.querySelectorAll("img").length]),
+  operatorName: [bySeq(8).querySelector(".aia-who").textContent, bySeq(8).querySelectorAll(".aia-who img").length],
+  operatorText: bySeq(8).querySelector(".aia-body").textContent.startsWith(H),
+  files: texts(`[data-seq="8"] .aia-files li`),
+  taskTitle: bySeq(9).textContent,
+  streamed: r.querySelector(".aia-streaming").textContent.includes(H),
+  live: bySeq(10).querySelector(".aia-who").textContent,
+  schemes: [...new Set(all("a[href]").map((a) => a.protocol))].sort(),
+  images: [...new Set(all("img[src]").map((i) => new URL(i.src).protocol))].sort(),
 };
 "#;
 

@@ -18,8 +18,8 @@
 //! position (Magento's relevance order, roughly).
 //!
 //! Controls for tests: fail the next requests ([`Failure`]), answer slowly, break one product's
-//! image (partial data), hide out-of-stock products, go down and come back on the same port,
-//! and every request seen.
+//! image (partial data), hide out-of-stock products, put a product of the test's own first, go
+//! down and come back on the same port, and every request seen.
 
 #![allow(dead_code)]
 
@@ -972,6 +972,13 @@ impl FakeCatalog {
     /// there and an error whose path goes through the item); `None` mends it.
     pub fn break_product(&self, sku: Option<&str>) {
         self.world().broken_name = sku.map(str::to_string);
+    }
+
+    /// Puts `p` first in the catalog, ahead of the ten (so it wins ties in relevance): e.g. a
+    /// product whose name carries injected text. The contract's example answer no longer holds
+    /// for this fake afterwards.
+    pub fn feature(&self, p: FakeProduct) {
+        self.world().products.insert(0, p);
     }
 
     /// Whether out-of-stock products are found ("Display Out of Stock Products", on by default

@@ -30,6 +30,7 @@ mod hostile;
 mod metrics;
 mod model;
 mod origins;
+mod resume;
 mod semantic;
 mod shutdown;
 mod store;
