@@ -454,7 +454,7 @@ async fn crash_run(database: Option<String>) {
 
     let mut visitors: Vec<Visitor> =
         (0..VISITORS).map(|i| Visitor { name: format!("v{i}"), ..Default::default() }).collect();
-    let replies = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut replies = Vec::<String>::new();
     let resolving = Arc::new(Mutex::new(Vec::new()));
     let (mut with_unacked, mut with_outbox, mut either) = (0, 0, 0);
     let started = Instant::now();
@@ -478,7 +478,7 @@ async fn crash_run(database: Option<String>) {
         for r in rounds {
             visitors.push(r.await.expect("a visitor's round"));
         }
-        replies.lock().unwrap().extend(operator.await.unwrap());
+        replies.extend(operator.await.unwrap());
         let unacked = visitors.iter().any(|v| !v.unacked().is_empty());
         let pending = server.outbox_pending().await > 0;
         with_unacked += usize::from(unacked);
@@ -567,7 +567,7 @@ async fn crash_run(database: Option<String>) {
         .filter_map(|m| m.source_id)
         .filter(|s| s.starts_with("aia-m-"))
         .collect();
-    check_effects(&chatwoot, &trello, &all_histories, &forwarded_now, &replies.lock().unwrap(), &mut stats);
+    check_effects(&chatwoot, &trello, &all_histories, &forwarded_now, &replies, &mut stats);
 
     eprintln!(
         "crash-safety {db}: seed {seed}: {kills} kills in {:.1} s, {either} with work in flight \
@@ -579,7 +579,7 @@ async fn crash_run(database: Option<String>) {
         stats["answers"],
         stats["handoffs"],
         forwarded_now.len(),
-        replies.lock().unwrap().len(),
+        replies.len(),
         trello.cards().len(),
     );
     assert!(either * 2 >= kills, "only {either} of {kills} kills landed with work in flight");
