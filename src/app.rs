@@ -340,15 +340,14 @@ impl App {
             "aia-chat is ready"
         );
         let drain = token.clone();
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {},
-                    _ = drain.cancelled() => {},
-                }
-                drain.cancel();
-            });
-        server.await?;
+        let stop = async move {
+            tokio::select! {
+                _ = shutdown => {},
+                _ = drain.cancelled() => {},
+            }
+            drain.cancel();
+        };
+        http::serve::serve(listener, router, state.settings.head_timeout, stop).await;
         tracing::info!("draining: sockets told to reconnect, finishing writes");
         state.tasks.close();
         if tokio::time::timeout(state.settings.shutdown_grace, state.tasks.wait()).await.is_err() {

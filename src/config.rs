@@ -258,6 +258,13 @@ pub struct Settings {
     pub log_messages: bool,
     /// Where Prometheus metrics are served.
     pub metrics_addr: MetricsAddr,
+    /// How long a connection may take to send a complete request head (from its opening or
+    /// its previous answer) before it is closed: slow-loris clients hold nothing for long.
+    /// Not a flag (10 s); tests shorten it.
+    pub head_timeout: Duration,
+    /// How long a request body may take to arrive in full after its head before the request
+    /// is answered 408 and the connection closed. Not a flag (30 s); tests shorten it.
+    pub body_timeout: Duration,
 }
 
 /// A URL that may carry a password (Redis): never printed.
@@ -372,6 +379,8 @@ impl ServeArgs {
                 (None, Some(text)) => parse_metrics_addr(text).map_err(anyhow::Error::msg)?,
                 (None, None) => MetricsAddr::Default,
             },
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         })
     }
 }

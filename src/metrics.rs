@@ -65,6 +65,10 @@ fn describe() {
     describe_counter!("aia_outbox_dead_letters_total", "Outbox items given up on.");
     describe_counter!("aia_webhook_deliveries_total", "Operator webhooks received, by outcome.");
     describe_counter!("aia_rate_limited_total", "Requests refused by a rate limit, by limit.");
+    describe_counter!(
+        "aia_refused_total",
+        "Requests, frames and connections refused or cut for their size or slowness, by reason."
+    );
 }
 
 /// Counts a visitor socket that joined a conversation in `aia_sockets_open` for as long as
@@ -175,6 +179,15 @@ pub fn webhook(outcome: &'static str) {
 /// A request was refused by the `limit` rate limit.
 pub fn rate_limited(limit: &'static str) {
     counter!("aia_rate_limited_total", "limit" => limit).increment(1);
+}
+
+/// A request, frame or connection was refused or cut for its size or slowness (`reason`):
+/// `head_timeout` (no complete request head in time: slow-loris, or an idle connection),
+/// `body_timeout` (408), `head_too_large` (431), `body_too_large` (413, on any route),
+/// `frame_too_large` (a text frame over 16 KiB: an error frame) or `frame_over_limit` (a frame
+/// over 64 KiB: the socket closed with 1009). Rate limits are `aia_rate_limited_total`'s.
+pub fn refused(reason: &'static str) {
+    counter!("aia_refused_total", "reason" => reason).increment(1);
 }
 
 /// Serves `GET /metrics` on `listener` until the server stops.

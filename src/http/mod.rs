@@ -5,6 +5,7 @@ mod admin;
 mod error;
 mod pages;
 mod public;
+pub(crate) mod serve;
 mod socket;
 mod tasks;
 mod webhook;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(webhook::MAX_BODY))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), webhook::gate)),
         )
+        .layer(axum::middleware::from_fn_with_state(state.clone(), serve::body_deadline))
         .layer(axum::middleware::from_fn(request_span))
         .with_state(state)
 }

@@ -192,6 +192,7 @@ async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
             Step::Inbound(None) => return,
             Step::Inbound(Some(Err(e))) => {
                 if frame_too_big(e) {
+                    crate::metrics::refused("frame_over_limit");
                     close(&mut ws, close_code::SIZE, "frame larger than 64 KiB").await;
                 }
                 return;
@@ -199,7 +200,10 @@ async fn run(mut ws: WebSocket, mut conn: Conn, _permit: SocketPermit) {
             Step::Inbound(Some(Ok(message))) => {
                 silence.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
                 let outcome = match message {
-                    WsMessage::Text(text) if text.len() > MAX_TEXT_FRAME => Outcome::error(ErrorCode::TooLarge, None),
+                    WsMessage::Text(text) if text.len() > MAX_TEXT_FRAME => {
+                        crate::metrics::refused("frame_too_large");
+                        Outcome::error(ErrorCode::TooLarge, None)
+                    }
                     WsMessage::Text(text) => Box::pin(conn.handle(text.as_str())).await,
                     WsMessage::Binary(_) => Outcome::error(ErrorCode::BinaryUnsupported, None),
                     WsMessage::Close(_) => return,

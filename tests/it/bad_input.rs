@@ -163,3 +163,84 @@ async fn a_page_polling_the_config_and_a_socket_looping_on_history_are_cut_off()
     ws.send(json!({"type": "ping"})).await;
     assert_eq!(ws.next_of("pong").await["type"], "pong", "the socket stays open");
 }
+
+/// `aia_refused_total{reason}` as the process's recorder has it now (test servers share it).
+fn refused(reason: &str) -> f64 {
+    let key = format!("aia_refused_total{{reason=\"{reason}\"}}");
+    aia_chat::metrics::handle()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(key.as_str()).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Reads until the server closes the connection (or 5 s pass): what it sent, and when it closed.
+async fn until_closed(rd: &mut (impl tokio::io::AsyncRead + Unpin)) -> (String, std::time::Instant) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, rd.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), std::time::Instant::now()),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("not closed within 5 s; got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+}
+
+/// Slow-loris: a request head sent a byte at a time, a connection that sends nothing and a
+/// body that never finishes are each cut at their deadline (the body with 408
+/// `request_timeout`), and counted; a prompt request is served all the while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_and_bodies_are_cut_at_their_deadlines() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    let (heads, bodies) = (refused("head_timeout"), refused("body_timeout"));
+    let app = TestApp::spawn_with(|s| {
+        s.head_timeout = Duration::from_secs(1);
+        s.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+
+    // A head a byte every 100 ms: closed after about a second, unanswered.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let opened = Instant::now();
+    let (mut rd, mut wr) = slow.split();
+    let dribble = async {
+        for b in b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-slow: ".iter().chain(std::iter::repeat(&b'a')) {
+            if wr.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    let (got, closed) = tokio::select! {
+        closed = until_closed(&mut rd) => closed,
+        () = dribble => unreachable!(),
+    };
+    let after = closed - opened;
+    assert!(after >= Duration::from_millis(900) && after < Duration::from_secs(4), "cut after {after:?}");
+    assert!(!got.contains("200 OK"), "{got}");
+
+    // Nothing at all: closed the same way.
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let opened = Instant::now();
+    let (_, closed) = until_closed(&mut silent).await;
+    assert!(closed - opened >= Duration::from_millis(900), "cut after {:?}", closed - opened);
+
+    // A webhook body that stops after 10 of its 100 bytes: 408, then closed.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /api/webhook HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"event\":").await.unwrap();
+    let sent = Instant::now();
+    let healthy = app.get("/healthz", None).await;
+    assert_eq!(healthy.status(), 200, "a prompt request is served meanwhile");
+    let (got, closed) = until_closed(&mut slow).await;
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("\"request_timeout\""), "{got}");
+    assert!(closed - sent >= Duration::from_millis(900), "answered after {:?}", closed - sent);
+
+    assert!(refused("head_timeout") >= heads + 2.0, "both slow heads are counted");
+    assert!(refused("body_timeout") > bodies, "the slow body is counted");
+}

@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
 use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 use url::Url;
 
+mod attack;
 mod semantic;
 
 const FAQ_JSON: &str = include_str!("../../../assets/demo-faq.json");
@@ -71,6 +72,9 @@ enum Cmd {
     /// Local embedding speed: bulk texts/s on short texts, against the bare matmuls of the
     /// same shapes, and one query's latency.
     Embed(semantic::EmbedArgs),
+    /// Floods and abuse: each abuse kind from its own address at a capped rate, and how the
+    /// server refused it (statuses, error codes, close codes, cuts, metric deltas).
+    Attack(attack::AttackArgs),
     /// Hybrid retrieval: fusion settings over the development files, and the confidence fit.
     HybridTune(semantic::TuneArgs),
     /// Hybrid retrieval latency at N entries (vectors of the synthetic entries are random).
@@ -886,6 +890,7 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::ModelServer(args) => serve_model(args).await?,
         Cmd::CatalogServer(args) => serve_catalog(args).await?,
         Cmd::Catalog(args) => println!("{}", serde_json::to_string(&run_catalog(args).await?)?),
+        Cmd::Attack(args) => println!("{}", serde_json::to_string(&attack::attack(args).await?)?),
         Cmd::Embed(args) => println!("{}", serde_json::to_string(&semantic::embed(args)?)?),
         Cmd::HybridTune(args) => semantic::tune(args).await?,
         Cmd::HybridRetrieve(args) => println!("{}", serde_json::to_string(&semantic::retrieve(args).await?)?),
