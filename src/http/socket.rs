@@ -639,7 +639,8 @@ impl Conn {
             return Outcome::error(ErrorCode::RateLimited, None);
         }
         let page = self.page.as_ref().and_then(|p| p.url.clone());
-        match relay::start_handoff(&self.state, &self.client, session, handoff::Trigger::Asked, page, None).await {
+        match relay::start_handoff(&self.state, &self.client, session, handoff::Trigger::Asked, page, None, None).await
+        {
             Ok(_) => Outcome::default(),
             Err(e) => internal(&e, None),
         }
@@ -647,7 +648,13 @@ impl Conn {
 
     /// Starts the tracked task that answers the visitor's message `id`.
     fn spawn_answer(&self, session: i64, text: &str, id: &str, visitor: Visitor, faq: Option<assistant::Reply>) {
-        let turn = VisitorTurn { session_id: session, text: text.to_string(), client_msg_id: id.to_string(), faq };
+        let turn = VisitorTurn {
+            session_id: session,
+            text: text.to_string(),
+            client_msg_id: id.to_string(),
+            faq,
+            claimed: false,
+        };
         let state = self.state.clone();
         let answering = answer(state, self.uid.clone(), turn, visitor, self.page.clone(), self.ip);
         self.state.tasks.spawn(tracing::Instrument::in_current_span(answering));
@@ -788,6 +795,9 @@ struct VisitorTurn {
     client_msg_id: String,
     /// The FAQ's answer when it was already worked out (without a model, waiting on a search).
     faq: Option<assistant::Reply>,
+    /// A stored message whose seq the caller claimed and found without a reply (a claim
+    /// released and taken again could lose to its own release in Redis).
+    claimed: bool,
 }
 
 /// When a visitor message's answer can be given.
@@ -848,7 +858,11 @@ async fn answer(
     page: Option<protocol::PageContext>,
     ip: IpAddr,
 ) {
-    if let Visitor::Resent(m) = &visitor {
+    if let Visitor::Resent(m) = &visitor
+        && turn.claimed
+    {
+        typing_on(&state, m.session_id, m.seq);
+    } else if let Visitor::Resent(m) = &visitor {
         let seq = m.seq;
         if !state.claims.claim(seq).await {
             return;
@@ -979,34 +993,46 @@ async fn answer(
         let source = reply.source.as_str();
         let created_at = now_ms();
         let writing = std::time::Instant::now();
-        let stored_answer = state
-            .store
-            .message_insert(&NewMessage {
-                session_id: session,
-                role: Role::Assistant,
-                text: reply.text,
-                client_msg_id: None,
-                reply_to: Some(seq),
-                source: Some(reply.source.as_str().to_string()),
-                entry_id: reply.entry_id,
-                created_at,
-                usage: reply.usage,
-                author: None,
-                attachments: Vec::new(),
-                products: reply.products,
-            })
-            .await?;
+        let answer = NewMessage {
+            session_id: session,
+            role: Role::Assistant,
+            text: reply.text,
+            client_msg_id: None,
+            reply_to: Some(seq),
+            source: Some(reply.source.as_str().to_string()),
+            entry_id: reply.entry_id,
+            created_at,
+            usage: reply.usage,
+            author: None,
+            attachments: Vec::new(),
+            products: reply.products,
+        };
+        // An answer that hands off is stored with the hand-off: a crash cannot keep one
+        // without the other. Either way it is shown once it is stored.
+        let stored_answer = if reply.handoff {
+            let url = page.as_ref().and_then(|p| p.url.clone());
+            relay::start_handoff(&state, &client, session, handoff::Trigger::Model, url, None, Some(&answer))
+                .await?
+                .with
+        } else {
+            match state.store.message_insert(&answer).await? {
+                Inserted::New(m) => {
+                    metrics::message(&uid, Direction::Out);
+                    state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
+                    Some(m)
+                }
+                Inserted::Duplicate(_) => None,
+            }
+        };
         if let Some(u) = reply.usage {
             metrics::model_tokens(&uid, u.prompt, u.completion);
             let day = crate::store::utc_day(created_at);
             state.usage_meter.add(client.row.id, day, session, u.total());
             state.usage_meter.add_ip(ip, day, u.total());
         }
-        if let Inserted::New(m) = stored_answer {
-            metrics::message(&uid, Direction::Out);
+        if let Some(m) = stored_answer {
             let waited = Duration::from_millis(u64::try_from(m.created_at - stored.created_at).unwrap_or(0));
             metrics::answered(&uid, source, Some(waited));
-            state.hub.send(session, &ServerFrame::Message { message: (&m).into() }.encode());
             match searched {
                 Some((started, Some(store))) => state.catalog_timings.record_miss(started.elapsed(), store),
                 // The cache was filled while this answer waited its turn.
@@ -1016,10 +1042,7 @@ async fn answer(
             if let Some(notice) = refused {
                 relay::show(&state, &uid, &notice).await?;
             }
-            if reply.handoff {
-                let page = page.as_ref().and_then(|p| p.url.clone());
-                relay::start_handoff(&state, &client, session, handoff::Trigger::Model, page, None).await?;
-            } else if m.source.as_deref() == Some("fallback") && relay::configured(&client) {
+            if !reply.handoff && m.source.as_deref() == Some("fallback") && relay::configured(&client) {
                 hand_off_if_stuck(&state, &client, session, page.as_ref()).await?;
             }
         }
@@ -1116,19 +1139,23 @@ async fn finish(state: AppState, uid: String, m: Message, page: Option<protocol:
         Ok(Some(_)) => Ok(true),
         Err(e) => Err(e),
     };
-    release(&state, m.seq);
     match outcome {
-        Ok(true) => {}
+        // The claim goes with it: `answer` releases it when done.
         Ok(false) => {
             let turn = VisitorTurn {
                 session_id: m.session_id,
                 text: m.text.clone(),
                 client_msg_id: m.client_msg_id.clone().unwrap_or_default(),
                 faq: None,
+                claimed: true,
             };
             answer(state, uid, turn, Visitor::Resent(Box::new(m)), page, ip).await;
         }
-        Err(e) => tracing::warn!(error = %e, session = m.session_id, "finishing an unanswered message failed"),
+        Ok(true) => release(&state, m.seq),
+        Err(e) => {
+            release(&state, m.seq);
+            tracing::warn!(error = %e, session = m.session_id, "finishing an unanswered message failed");
+        }
     }
 }
 
@@ -1180,7 +1207,7 @@ async fn hand_off_if_stuck(
     let (history, _) = state.store.messages_page(session, None, (2 * n + 2) as u32).await?;
     if handoff::unanswered_streak(&history) >= n {
         let page = page.and_then(|p| p.url.clone());
-        relay::start_handoff(state, client, session, handoff::Trigger::Unanswered, page, None).await?;
+        relay::start_handoff(state, client, session, handoff::Trigger::Unanswered, page, None, None).await?;
     }
     Ok(())
 }
@@ -1196,7 +1223,7 @@ async fn for_operator(
     page: Option<String>,
 ) -> Result<(), crate::store::StoreError> {
     if asks {
-        relay::start_handoff(state, client, stored.session_id, handoff::Trigger::Keyword, page, Some(stored.seq))
+        relay::start_handoff(state, client, stored.session_id, handoff::Trigger::Keyword, page, Some(stored.seq), None)
             .await
             .map(|_| ())
     } else {

@@ -58,11 +58,20 @@ pub async fn state_of(state: &AppState, session: i64) -> Result<HandoffState, St
     Ok(state.store.operator_link(session).await?.map_or(HandoffState::Bot, |l| l.state))
 }
 
+/// What starting a hand-off did.
+#[derive(Debug)]
+pub struct Started {
+    /// `false` when the session used up `handoff_max_per_session` (the visitor was told).
+    pub started: bool,
+    /// The message that came with the hand-off, stored (and shown).
+    pub with: Option<crate::store::Message>,
+}
+
 /// Starts a hand-off: the session waits for a person, the visitor is told, and the work is
-/// queued — all in one write. `false` when the session used up `handoff_max_per_session`
-/// (the visitor is told). `asked_in` is the visitor message that asked for a person, if one
-/// did: the notice replies to it, which marks that message as dealt with (a resend or a
-/// restart leaves it alone).
+/// queued — all in one write, with `with` (the model's answer that asked for a person)
+/// stored before the notice. `asked_in` is the visitor message that asked for a person, if
+/// one did: the notice replies to it, which marks that message as dealt with (a resend or
+/// a restart leaves it alone).
 pub async fn start_handoff(
     state: &AppState,
     client: &ClientRuntime,
@@ -70,7 +79,8 @@ pub async fn start_handoff(
     why: Trigger,
     page: Option<String>,
     asked_in: Option<i64>,
-) -> Result<bool, StoreError> {
+    with: Option<&crate::store::NewMessage>,
+) -> Result<Started, StoreError> {
     let max = client.settings.get("handoff_max_per_session").parse::<i64>().unwrap_or(3);
     let existing = state.store.operator_link(session).await?;
     let conversation = match &existing {
@@ -88,14 +98,22 @@ pub async fn start_handoff(
         handoffs: 0,
         updated_at: 0,
     });
-    if link.state != HandoffState::Bot {
-        return Ok(true);
-    }
-    if link.handoffs >= max {
-        let mut notice = server_message(session, Role::System, CAPPED);
-        notice.reply_to = asked_in;
-        show(state, &client.row.uid, &notice).await?;
-        return Ok(false);
+    let capped = link.handoffs >= max;
+    if link.state != HandoffState::Bot || capped {
+        let with = match with {
+            Some(m) => match state.store.message_insert(m).await? {
+                Inserted::New(m) => Some(shown(state, &client.row.uid, m)),
+                Inserted::Duplicate(_) => None,
+            },
+            None => None,
+        };
+        if capped && link.state == HandoffState::Bot {
+            let mut notice = server_message(session, Role::System, CAPPED);
+            notice.reply_to = asked_in;
+            show(state, &client.row.uid, &notice).await?;
+            return Ok(Started { started: false, with });
+        }
+        return Ok(Started { started: true, with });
     }
     link.state = HandoffState::Waiting;
     link.handoffs += 1;
@@ -103,12 +121,21 @@ pub async fn start_handoff(
     let job = serde_json::to_string(&HandoffJob { why: format!("{why:?}"), page }).expect("plain JSON");
     let mut notice = server_message(session, Role::System, HANDING_OFF);
     notice.reply_to = asked_in;
-    let shown = state.store.handoff_queue(&link, &job, &notice).await?;
+    let messages: Vec<_> = with.cloned().into_iter().chain([notice]).collect();
+    let mut stored = state.store.handoff_queue(&link, &job, &messages).await?;
     state.wake(crate::cluster::Job::Operator);
     tracing::info!(client = %client.row.uid, session, why = why.describe(), "hand-off to a person queued");
-    crate::metrics::message(&client.row.uid, crate::metrics::Direction::Out);
-    state.hub.send(session, &ServerFrame::Message { message: (&shown).into() }.encode());
-    Ok(true)
+    let notice = stored.pop().expect("the notice was stored");
+    let with = stored.pop().map(|m| shown(state, &client.row.uid, m));
+    shown(state, &client.row.uid, notice);
+    Ok(Started { started: true, with })
+}
+
+/// Counts and sends a message just stored; gives it back.
+fn shown(state: &AppState, uid: &str, m: crate::store::Message) -> crate::store::Message {
+    crate::metrics::message(uid, crate::metrics::Direction::Out);
+    state.hub.send(m.session_id, &ServerFrame::Message { message: (&m).into() }.encode());
+    m
 }
 
 /// Whether `m` is a person's message or one of the notices that open or close a person's
@@ -153,8 +180,7 @@ pub fn server_message(session: i64, role: Role, text: &str) -> crate::store::New
 pub async fn show(state: &AppState, uid: &str, message: &crate::store::NewMessage) -> Result<bool, StoreError> {
     match state.store.message_insert(message).await? {
         Inserted::New(m) => {
-            crate::metrics::message(uid, crate::metrics::Direction::Out);
-            state.hub.send(m.session_id, &ServerFrame::Message { message: (&m).into() }.encode());
+            shown(state, uid, m);
             Ok(true)
         }
         Inserted::Duplicate(_) => Ok(false),

@@ -769,9 +769,11 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or replaces a session's operator link.
     async fn operator_link_save(&self, link: &OperatorLink) -> StoreResult<()>;
     /// Starts a hand-off in one transaction: the link (now waiting for a person), its job
-    /// and the notice to the visitor are stored together or not at all, so a crash between
-    /// them cannot leave a conversation waiting for a person nobody was asked for.
-    async fn handoff_queue(&self, link: &OperatorLink, job: &str, notice: &NewMessage) -> StoreResult<Message>;
+    /// and `messages` (the notice to the visitor, after the answer that asked for it, if
+    /// any) are stored together or not at all, so a crash between them cannot leave a
+    /// conversation waiting for a person nobody was asked for, nor an answer promising one.
+    async fn handoff_queue(&self, link: &OperatorLink, job: &str, messages: &[NewMessage])
+    -> StoreResult<Vec<Message>>;
     /// Queues work for the operator's service; returns its id.
     async fn outbox_push(
         &self,

@@ -1512,7 +1512,12 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn handoff_queue(&self, l: &OperatorLink, job: &str, notice: &NewMessage) -> StoreResult<Message> {
+            async fn handoff_queue(
+                &self,
+                l: &OperatorLink,
+                job: &str,
+                messages: &[NewMessage],
+            ) -> StoreResult<Vec<Message>> {
                 let mut tx = self.pool.begin().await?;
                 bind_link(sqlx::query(SAVE_LINK), l).execute(&mut *tx).await?;
                 sqlx::query(PUSH_OUTBOX)
@@ -1520,12 +1525,25 @@ macro_rules! sql_store {
                     .bind(l.session_id)
                     .bind("handoff")
                     .bind(job)
-                    .bind(notice.created_at)
+                    .bind(l.updated_at)
                     .execute(&mut *tx)
                     .await?;
-                let row = bind_message(sqlx::query(INSERT_MESSAGE), notice).fetch_one(&mut *tx).await?;
+                let mut stored = Vec::with_capacity(messages.len());
+                for m in messages {
+                    let row = bind_message(sqlx::query(INSERT_MESSAGE), m).fetch_one(&mut *tx).await?;
+                    if let Some(u) = m.usage {
+                        sqlx::query(ADD_USAGE)
+                            .bind(m.session_id)
+                            .bind(crate::store::utc_day(m.created_at))
+                            .bind(u.prompt)
+                            .bind(u.completion)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    stored.push(message_from(&row)?);
+                }
                 tx.commit().await?;
-                Ok(message_from(&row)?)
+                Ok(stored)
             }
 
             async fn outbox_push(

@@ -314,7 +314,16 @@ mod conversation {
         let sorry = task_confirmation(&mut ws).await;
         assert!(sorry["text"].as_str().unwrap().contains("couldn't pass your request"), "{sorry}");
         assert!(sorry.get("task").is_none(), "{sorry}");
-        let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+        // The visitor is told first (a crash then cannot leave the failure untold); the
+        // failure is recorded right after.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let show = loop {
+            let show = String::from_utf8(app.cli(&["client", "show", "demo"]).stdout).unwrap();
+            if show.contains("task failures") || Instant::now() > deadline {
+                break show;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert!(show.contains("task failures") && show.contains("invalid token"), "{show}");
         assert!(!show.contains(trello_fake::TOKEN) && !show.contains(trello_fake::KEY), "{show}");
         // The chat goes on.
