@@ -371,6 +371,7 @@ macro_rules! insert_message_fn {
 }
 
 insert_message_fn!(insert_message_pg, sqlx::PgConnection);
+insert_message_fn!(insert_message_sqlite, sqlx::SqliteConnection);
 
 /// Stores `answer` as the reply to the just-stored `question`, in the same transaction.
 async fn answer_pg(
@@ -626,7 +627,7 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 }
 
 macro_rules! sql_store {
-    ($store:ty) => {
+    ($store:ty, $insert:ident) => {
         #[async_trait]
         impl Store for $store {
             async fn meta_init(&self, key: &str, value: &str) -> StoreResult<String> {
@@ -1530,17 +1531,9 @@ macro_rules! sql_store {
                     .await?;
                 let mut stored = Vec::with_capacity(messages.len());
                 for m in messages {
-                    let row = bind_message(sqlx::query(INSERT_MESSAGE), m).fetch_one(&mut *tx).await?;
-                    if let Some(u) = m.usage {
-                        sqlx::query(ADD_USAGE)
-                            .bind(m.session_id)
-                            .bind(crate::store::utc_day(m.created_at))
-                            .bind(u.prompt)
-                            .bind(u.completion)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    stored.push(message_from(&row)?);
+                    // Server messages carry no client id: always new.
+                    let (Inserted::New(m) | Inserted::Duplicate(m)) = $insert(&mut tx, m).await?;
+                    stored.push(m);
                 }
                 tx.commit().await?;
                 Ok(stored)
@@ -1828,5 +1821,5 @@ macro_rules! sql_store {
     };
 }
 
-sql_store!(SqliteStore);
-sql_store!(PostgresStore);
+sql_store!(SqliteStore, insert_message_sqlite);
+sql_store!(PostgresStore, insert_message_pg);
