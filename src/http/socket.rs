@@ -1011,9 +1011,7 @@ async fn answer(
         // without the other. Either way it is shown once it is stored.
         let stored_answer = if reply.handoff {
             let url = page.as_ref().and_then(|p| p.url.clone());
-            relay::start_handoff(&state, &client, session, handoff::Trigger::Model, url, None, Some(&answer))
-                .await?
-                .with
+            relay::start_handoff(&state, &client, session, handoff::Trigger::Model, url, None, Some(&answer)).await?
         } else {
             match state.store.message_insert(&answer).await? {
                 Inserted::New(m) => {

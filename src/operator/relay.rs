@@ -58,20 +58,12 @@ pub async fn state_of(state: &AppState, session: i64) -> Result<HandoffState, St
     Ok(state.store.operator_link(session).await?.map_or(HandoffState::Bot, |l| l.state))
 }
 
-/// What starting a hand-off did.
-#[derive(Debug)]
-pub struct Started {
-    /// `false` when the session used up `handoff_max_per_session` (the visitor was told).
-    pub started: bool,
-    /// The message that came with the hand-off, stored (and shown).
-    pub with: Option<crate::store::Message>,
-}
-
 /// Starts a hand-off: the session waits for a person, the visitor is told, and the work is
 /// queued — all in one write, with `with` (the model's answer that asked for a person)
-/// stored before the notice. `asked_in` is the visitor message that asked for a person, if
-/// one did: the notice replies to it, which marks that message as dealt with (a resend or
-/// a restart leaves it alone).
+/// stored before the notice; gives back `with` as stored (and shown). A session that used up
+/// `handoff_max_per_session` is told so instead. `asked_in` is the visitor message that asked
+/// for a person, if one did: the notice replies to it, which marks that message as dealt
+/// with (a resend or a restart leaves it alone).
 pub async fn start_handoff(
     state: &AppState,
     client: &ClientRuntime,
@@ -80,7 +72,7 @@ pub async fn start_handoff(
     page: Option<String>,
     asked_in: Option<i64>,
     with: Option<&crate::store::NewMessage>,
-) -> Result<Started, StoreError> {
+) -> Result<Option<crate::store::Message>, StoreError> {
     let max = client.settings.get("handoff_max_per_session").parse::<i64>().unwrap_or(3);
     let existing = state.store.operator_link(session).await?;
     let conversation = match &existing {
@@ -111,9 +103,8 @@ pub async fn start_handoff(
             let mut notice = server_message(session, Role::System, CAPPED);
             notice.reply_to = asked_in;
             show(state, &client.row.uid, &notice).await?;
-            return Ok(Started { started: false, with });
         }
-        return Ok(Started { started: true, with });
+        return Ok(with);
     }
     link.state = HandoffState::Waiting;
     link.handoffs += 1;
@@ -128,7 +119,7 @@ pub async fn start_handoff(
     let notice = stored.pop().expect("the notice was stored");
     let with = stored.pop().map(|m| shown(state, &client.row.uid, m));
     shown(state, &client.row.uid, notice);
-    Ok(Started { started: true, with })
+    Ok(with)
 }
 
 /// Counts and sends a message just stored; gives it back.
